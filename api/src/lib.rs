@@ -1,0 +1,310 @@
+//! The D-Bus contract of bmcd.
+//!
+//! This crate is the single source of truth for the bus name, interface
+//! names, object paths, wire types, errors and client proxies. The daemon
+//! serves exactly what is declared here and `bmcctl` consumes it; outside
+//! clients in Rust can depend on it too (it needs only zbus and serde).
+//!
+//! Stability: interfaces carry a version suffix (`Chassis1`). Within a
+//! version members are only ever added; every mutating method takes an
+//! `options: a{sv}` argument so it can grow without a new signature.
+//! Unknown option keys are rejected with `InvalidArgument`.
+
+pub mod types;
+
+use std::collections::HashMap;
+
+pub use types::{
+    CoolingMode, Health, PowerOffMode, PowerState, RestorePolicy, Severity, Transition,
+    UnknownVariant,
+};
+pub use zbus;
+use zbus::zvariant::Value;
+
+/// Well-known bus name owned by the daemon.
+pub const BUS_NAME: &str = "org.bmcd";
+/// Root of the object tree; the ObjectManager lives here.
+pub const ROOT_PATH: &str = "/org/bmcd";
+/// The one chassis.
+pub const CHASSIS_PATH: &str = "/org/bmcd/chassis0";
+/// The cooling zone (`Cooling1`); fans are children of it.
+pub const FANS_PATH: &str = "/org/bmcd/fans";
+/// Simulation controls; present only when the daemon runs the `sim` platform.
+pub const SIM_PATH: &str = "/org/bmcd/sim";
+
+pub const CHASSIS_IFACE: &str = "org.bmcd.Chassis1";
+pub const FAN_IFACE: &str = "org.bmcd.Fan1";
+pub const COOLING_IFACE: &str = "org.bmcd.Cooling1";
+pub const SIMULATION_IFACE: &str = "org.bmcd.Simulation1";
+/// Prefix of every error name the daemon returns.
+pub const ERROR_PREFIX: &str = "org.bmcd.Error";
+
+/// Longest fan or sensor name the daemon accepts (config and bus input).
+pub const MAX_NAME_LEN: usize = 64;
+
+/// The `options: a{sv}` argument of mutating methods.
+pub type Options<'a> = HashMap<&'a str, Value<'a>>;
+
+/// Object path of the fan called `name`.
+///
+/// Names are limited by the daemon's config to `[A-Za-z0-9_-]`; anything
+/// outside `[A-Za-z0-9_]` is escaped as `_xx` (two lowercase hex digits, as
+/// systemd's `bus_path_encode` does), so every name maps to a valid, distinct
+/// path element.
+pub fn fan_path(name: &str) -> String {
+    let mut p = String::with_capacity(FANS_PATH.len() + 1 + name.len());
+    p.push_str(FANS_PATH);
+    p.push('/');
+    if name.is_empty() {
+        p.push('_');
+    }
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() {
+            p.push(b as char);
+        } else {
+            p.push('_');
+            p.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            p.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+        }
+    }
+    p
+}
+
+/// Every error the daemon returns, as named D-Bus errors
+/// (`org.bmcd.Error.<Variant>`); the text is for humans.
+#[derive(Debug, zbus::DBusError)]
+#[zbus(prefix = "org.bmcd.Error")]
+pub enum Error {
+    /// A transport or protocol error from zbus (never sent by the daemon).
+    #[zbus(error)]
+    ZBus(zbus::Error),
+    /// An argument is out of range, malformed, or an unknown option was given.
+    InvalidArgument(String),
+    /// The named object (fan, sensor, …) does not exist.
+    NotFound(String),
+    /// The caller's role does not allow this call.
+    PermissionDenied(String),
+    /// The call is sensitive and the caller has not re-authenticated.
+    AuthenticationRequired(String),
+    /// The password was wrong, or the account may not log in.
+    AuthenticationFailed(String),
+    /// Too many failed authentications: the caller is locked out for a while.
+    LockedOut(String),
+    /// Another operation is under way; retry when it has finished.
+    Busy(String),
+    /// The request is impossible in the current state (e.g. reset while off).
+    NotAllowed(String),
+    /// The hardware or a service the daemon needs is not available.
+    Unavailable(String),
+    /// The hardware did not reach the requested state in time.
+    Timeout(String),
+    /// A bug or an unexpected failure inside the daemon.
+    Internal(String),
+}
+
+impl Error {
+    /// The human text of the error without its name.
+    pub fn message(&self) -> String {
+        match self {
+            Error::ZBus(e) => e.to_string(),
+            Error::InvalidArgument(m)
+            | Error::NotFound(m)
+            | Error::PermissionDenied(m)
+            | Error::AuthenticationRequired(m)
+            | Error::AuthenticationFailed(m)
+            | Error::LockedOut(m)
+            | Error::Busy(m)
+            | Error::NotAllowed(m)
+            | Error::Unavailable(m)
+            | Error::Timeout(m)
+            | Error::Internal(m) => m.clone(),
+        }
+    }
+}
+
+/// Every error name the daemon can return, for documentation and tests.
+pub const ERROR_NAMES: &[&str] = &[
+    "org.bmcd.Error.InvalidArgument",
+    "org.bmcd.Error.NotFound",
+    "org.bmcd.Error.PermissionDenied",
+    "org.bmcd.Error.AuthenticationRequired",
+    "org.bmcd.Error.AuthenticationFailed",
+    "org.bmcd.Error.LockedOut",
+    "org.bmcd.Error.Busy",
+    "org.bmcd.Error.NotAllowed",
+    "org.bmcd.Error.Unavailable",
+    "org.bmcd.Error.Timeout",
+    "org.bmcd.Error.Internal",
+];
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// `org.bmcd.Chassis1`: host power, identify LED and power restore policy.
+///
+/// Transitions are asynchronous: a method returns once the transition has
+/// been accepted; `PendingTransition` returns to `None` and `PowerState`
+/// settles when it has finished. A transition requested while another is
+/// pending fails with `Busy`.
+#[zbus::proxy(
+    interface = "org.bmcd.Chassis1",
+    default_service = "org.bmcd",
+    default_path = "/org/bmcd/chassis0",
+    gen_blocking = true
+)]
+pub trait Chassis {
+    /// Power the host on. No-op if it is already on.
+    fn power_on(&self, options: Options<'_>) -> Result<()>;
+    /// Power the host off. `mode` is a `PowerOffMode`; `timeout` (seconds)
+    /// bounds the graceful phase before the forced fallback, 0 = the
+    /// configured default. No-op if the host is already off.
+    fn power_off(&self, mode: PowerOffMode, timeout: u32, options: Options<'_>) -> Result<()>;
+    /// Forced off, then on. `NotAllowed` while off.
+    fn power_cycle(&self, options: Options<'_>) -> Result<()>;
+    /// Pulse the reset line. `NotAllowed` while off.
+    fn reset(&self, options: Options<'_>) -> Result<()>;
+    /// Identify LED on (for `seconds`, 0 = until turned off) or off.
+    fn set_identify(&self, on: bool, seconds: u32, options: Options<'_>) -> Result<()>;
+    /// Set and persist the power restore policy.
+    fn set_restore_policy(&self, policy: RestorePolicy, options: Options<'_>) -> Result<()>;
+
+    #[zbus(property)]
+    fn power_state(&self) -> zbus::Result<PowerState>;
+    #[zbus(property)]
+    fn pending_transition(&self) -> zbus::Result<Transition>;
+    /// Milliseconds since the Unix epoch of the last `PowerState` change.
+    #[zbus(property)]
+    fn last_state_change_time(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn restore_policy(&self) -> zbus::Result<RestorePolicy>;
+    #[zbus(property)]
+    fn identify_active(&self) -> zbus::Result<bool>;
+    /// Milliseconds since the Unix epoch when the identify LED turns itself
+    /// off; 0 when it is off or lit without limit.
+    #[zbus(property)]
+    fn identify_expires(&self) -> zbus::Result<u64>;
+}
+
+/// `org.bmcd.Fan1`: one object per fan at `fan_path(name)`.
+#[zbus::proxy(interface = "org.bmcd.Fan1", default_service = "org.bmcd", gen_blocking = true)]
+pub trait Fan {
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    /// Measured speed; 0 when stopped or unreadable.
+    #[zbus(property)]
+    fn rpm(&self) -> zbus::Result<u32>;
+    /// Duty cycle last written, in percent (0–100).
+    #[zbus(property)]
+    fn pwm(&self) -> zbus::Result<u8>;
+    #[zbus(property)]
+    fn present(&self) -> zbus::Result<bool>;
+    #[zbus(property)]
+    fn health(&self) -> zbus::Result<Health>;
+}
+
+/// `org.bmcd.Cooling1` at `/org/bmcd/fans`: the fan control zone.
+#[zbus::proxy(
+    interface = "org.bmcd.Cooling1",
+    default_service = "org.bmcd",
+    default_path = "/org/bmcd/fans",
+    gen_blocking = true
+)]
+pub trait Cooling {
+    /// Manual override: `level` percent (0–100) on `fans` (empty = every
+    /// fan; the others stay automatic) for `timeout` seconds (0 = no expiry),
+    /// after which the zone returns to Auto by itself.
+    fn set_manual(
+        &self,
+        level: u8,
+        fans: &[&str],
+        timeout: u32,
+        options: Options<'_>,
+    ) -> Result<()>;
+    /// End a manual override now.
+    fn set_auto(&self, options: Options<'_>) -> Result<()>;
+
+    /// An event worth an operator's attention (fan failed, sensor lost,
+    /// failsafe entered or left, override expired).
+    #[zbus(signal)]
+    fn event(&self, severity: Severity, source: &str, message: &str) -> zbus::Result<()>;
+
+    #[zbus(property)]
+    fn mode(&self) -> zbus::Result<CoolingMode>;
+    /// Level of the manual override in percent; 0 outside Manual.
+    #[zbus(property)]
+    fn manual_level(&self) -> zbus::Result<u8>;
+    /// Fans under the manual override (empty outside Manual).
+    #[zbus(property)]
+    fn manual_fans(&self) -> zbus::Result<Vec<String>>;
+    /// Milliseconds since the Unix epoch when the override expires; 0 = never
+    /// or not in Manual.
+    #[zbus(property)]
+    fn manual_expires(&self) -> zbus::Result<u64>;
+    /// Level the curve asks for now, in percent.
+    #[zbus(property)]
+    fn auto_level(&self) -> zbus::Result<u8>;
+    /// Level every fan is driven at in Failsafe, in percent.
+    #[zbus(property)]
+    fn failsafe_level(&self) -> zbus::Result<u8>;
+    /// Why the zone is in Failsafe; empty otherwise.
+    #[zbus(property)]
+    fn failsafe_reason(&self) -> zbus::Result<String>;
+    /// Latest reading of each temperature sensor in °C (NaN if unreadable).
+    #[zbus(property)]
+    fn temperatures(&self) -> zbus::Result<HashMap<String, f64>>;
+}
+
+/// `org.bmcd.Simulation1` at `/org/bmcd/sim`: knobs of the simulated
+/// platform, for tests and demos. Absent on real hardware.
+#[zbus::proxy(
+    interface = "org.bmcd.Simulation1",
+    default_service = "org.bmcd",
+    default_path = "/org/bmcd/sim",
+    gen_blocking = true
+)]
+pub trait Simulation {
+    /// Room temperature in °C (−20…60).
+    fn set_ambient(&self, celsius: f64) -> Result<()>;
+    /// Make a fan's rotor stall (`failed`) or spin again.
+    fn set_fan_fault(&self, fan: &str, failed: bool) -> Result<()>;
+    /// Make a temperature sensor unreadable (`lost`) or readable again.
+    fn set_sensor_fault(&self, sensor: &str, lost: bool) -> Result<()>;
+    /// Whether the simulated host OS honours a graceful shutdown request.
+    fn set_host_responsive(&self, responsive: bool) -> Result<()>;
+
+    #[zbus(property)]
+    fn ambient(&self) -> zbus::Result<f64>;
+    #[zbus(property)]
+    fn host_responsive(&self) -> zbus::Result<bool>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zbus::zvariant::Type;
+
+    #[test]
+    fn fan_paths_are_valid_and_distinct() {
+        assert_eq!(fan_path("fan0"), "/org/bmcd/fans/fan0");
+        assert_eq!(fan_path("cpu_fan-1"), "/org/bmcd/fans/cpu_5ffan_2d1");
+        assert_ne!(fan_path("a_b"), fan_path("a-b"));
+        for n in ["fan0", "x-y", "_", ""] {
+            assert!(zbus::zvariant::ObjectPath::try_from(fan_path(n)).is_ok(), "{n}");
+        }
+    }
+
+    #[test]
+    fn error_names_follow_the_prefix() {
+        use zbus::DBusError;
+        let e = Error::Busy("x".into());
+        assert_eq!(e.name().as_str(), "org.bmcd.Error.Busy");
+        for n in ERROR_NAMES {
+            assert!(n.starts_with(ERROR_PREFIX));
+        }
+        assert_eq!(Error::NotAllowed("m".into()).message(), "m");
+    }
+
+    #[test]
+    fn options_signature() {
+        assert_eq!(Options::SIGNATURE.to_string(), "a{sv}");
+    }
+}
