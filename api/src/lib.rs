@@ -185,7 +185,11 @@ pub trait Chassis {
 }
 
 /// `org.bmcd.Fan1`: one object per fan at `fan_path(name)`.
-#[zbus::proxy(interface = "org.bmcd.Fan1", default_service = "org.bmcd", gen_blocking = true)]
+#[zbus::proxy(
+    interface = "org.bmcd.Fan1",
+    default_service = "org.bmcd",
+    gen_blocking = true
+)]
 pub trait Fan {
     #[zbus(property)]
     fn name(&self) -> zbus::Result<String>;
@@ -288,7 +292,10 @@ mod tests {
         assert_eq!(fan_path("cpu_fan-1"), "/org/bmcd/fans/cpu_5ffan_2d1");
         assert_ne!(fan_path("a_b"), fan_path("a-b"));
         for n in ["fan0", "x-y", "_", ""] {
-            assert!(zbus::zvariant::ObjectPath::try_from(fan_path(n)).is_ok(), "{n}");
+            assert!(
+                zbus::zvariant::ObjectPath::try_from(fan_path(n)).is_ok(),
+                "{n}"
+            );
         }
     }
 

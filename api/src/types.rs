@@ -221,7 +221,10 @@ mod tests {
 
     #[test]
     fn parse_is_case_insensitive_but_exact() {
-        assert_eq!("alwayson".parse::<RestorePolicy>().ok(), Some(RestorePolicy::AlwaysOn));
+        assert_eq!(
+            "alwayson".parse::<RestorePolicy>().ok(),
+            Some(RestorePolicy::AlwaysOn)
+        );
         assert!("always".parse::<RestorePolicy>().is_err());
         let e = "x".parse::<CoolingMode>().err().map(|e| e.to_string());
         assert_eq!(

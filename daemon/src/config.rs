@@ -136,7 +136,7 @@ fn d_tau() -> f64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HardwareConfig {
-    pub power: GpioPowerConfig,
+    pub power: PowerConfig,
     /// Root of the hwmon class directory (tests point it at a fake tree).
     #[serde(default = "d_hwmon_root")]
     pub hwmon_root: PathBuf,
@@ -146,6 +146,31 @@ pub struct HardwareConfig {
 
 fn d_hwmon_root() -> PathBuf {
     PathBuf::from("/sys/class/hwmon")
+}
+
+/// Power control of a hardware platform.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum PowerConfig {
+    /// Buttons and power-good on a GPIO character device.
+    Gpio(GpioPowerConfig),
+    /// The simulator's power sequencing (for board bring-up of fans and
+    /// sensors before power control is wired, and for tests of the hwmon
+    /// backend through the whole daemon).
+    Sim(SimPowerConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimPowerConfig {
+    #[serde(default = "d_power_on_ms")]
+    pub power_on_delay_ms: u64,
+    #[serde(default = "d_shutdown_ms")]
+    pub host_shutdown_ms: u64,
+    #[serde(default = "d_force_hold_ms")]
+    pub force_off_hold_ms: u64,
+    #[serde(default = "d_true")]
+    pub host_responsive: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -461,7 +486,9 @@ impl Config {
             return Err("chassis.button_press_ms: must be 1..=5000".into());
         }
         if ch.graceful_off_timeout_s > ch.graceful_off_timeout_max_s {
-            return Err("chassis.graceful_off_timeout_s: exceeds graceful_off_timeout_max_s".into());
+            return Err(
+                "chassis.graceful_off_timeout_s: exceeds graceful_off_timeout_max_s".into(),
+            );
         }
         Ok(())
     }

@@ -40,9 +40,7 @@ impl fmt::Display for HwError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HwError::Io { what, source } => write!(f, "{what}: {source}"),
-            HwError::NotFound(m) | HwError::Invalid(m) | HwError::Unavailable(m) => {
-                f.write_str(m)
-            }
+            HwError::NotFound(m) | HwError::Invalid(m) | HwError::Unavailable(m) => f.write_str(m),
         }
     }
 }
@@ -116,7 +114,7 @@ pub fn duty_to_percent(duty: u8) -> u8 {
 
 /// Build the platform the configuration describes.
 pub fn build(cfg: &crate::config::PlatformConfig) -> HwResult<Platform> {
-    use crate::config::PlatformConfig;
+    use crate::config::{PlatformConfig, PowerConfig};
     match cfg {
         PlatformConfig::Sim(c) => {
             let sim = Arc::new(sim::Sim::new(c));
@@ -127,12 +125,32 @@ pub fn build(cfg: &crate::config::PlatformConfig) -> HwResult<Platform> {
                 sim: Some(sim),
             })
         }
-        PlatformConfig::Hardware(c) => Ok(Platform {
-            power: Arc::new(gpio::GpioPower::open(&c.power)?),
-            fans: Arc::new(hwmon::HwmonFans::open(&c.hwmon_root, &c.fans)?),
-            temps: Arc::new(hwmon::HwmonTemps::open(&c.hwmon_root, &c.sensors)?),
-            sim: None,
-        }),
+        PlatformConfig::Hardware(c) => {
+            let (power, sim): (Arc<dyn PowerHw>, _) = match &c.power {
+                PowerConfig::Gpio(g) => (Arc::new(gpio::GpioPower::open(g)?), None),
+                PowerConfig::Sim(p) => {
+                    // Power sequencing only: the simulator's fans and
+                    // sensors are unused, real hwmon ones drive the zone.
+                    let sim = Arc::new(sim::Sim::new(&crate::config::SimConfig {
+                        fans: Vec::new(),
+                        sensors: Vec::new(),
+                        ambient_c: 25.0,
+                        power_on_delay_ms: p.power_on_delay_ms,
+                        host_shutdown_ms: p.host_shutdown_ms,
+                        force_off_hold_ms: p.force_off_hold_ms,
+                        host_responsive: p.host_responsive,
+                        seed: 0,
+                    }));
+                    (sim.clone() as Arc<dyn PowerHw>, Some(sim))
+                }
+            };
+            Ok(Platform {
+                power,
+                fans: Arc::new(hwmon::HwmonFans::open(&c.hwmon_root, &c.fans)?),
+                temps: Arc::new(hwmon::HwmonTemps::open(&c.hwmon_root, &c.sensors)?),
+                sim,
+            })
+        }
     }
 }
 

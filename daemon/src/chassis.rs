@@ -1,0 +1,413 @@
+//! The chassis controller: power sequencing over `PowerHw`, the identify
+//! LED with its timeout, and the power restore policy.
+//!
+//! Invariants:
+//! - at most one transition runs at a time; `pending != None` exactly while
+//!   one runs, and a request made meanwhile fails with `Busy`;
+//! - when no transition runs, `power` mirrors power-good (a monitor polls
+//!   it, so a host that shuts itself down is seen as Off);
+//! - the restore policy is written to disk before the setter returns.
+//!
+//! State is published through a `watch` channel; the bus layer turns
+//! changes into `PropertiesChanged`. Nothing here knows zbus.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bmcd_api::{Error, PowerOffMode, PowerState, RestorePolicy, Transition};
+use tokio::sync::watch;
+use tokio::time::{sleep, Instant};
+
+use crate::config::ChassisConfig;
+use crate::hw::{HwError, PowerHw};
+use crate::store::Store;
+use crate::util::{blocking, now_ms};
+
+/// How often power-good is sampled, while idle and while waiting for it.
+const POLL: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChassisState {
+    pub power: PowerState,
+    pub pending: Transition,
+    pub last_change_ms: u64,
+    pub policy: RestorePolicy,
+    pub identify: bool,
+    pub identify_expires_ms: u64,
+}
+
+pub struct Chassis {
+    hw: Arc<dyn PowerHw>,
+    cfg: ChassisConfig,
+    store: Arc<Store>,
+    state: watch::Sender<ChassisState>,
+    /// Bumped on every identify request so an older timer does not turn off
+    /// a newer request's LED.
+    identify_gen: AtomicU64,
+}
+
+fn hw_err(e: HwError) -> Error {
+    Error::Unavailable(format!("power control hardware: {e}"))
+}
+
+impl Chassis {
+    /// Read power-good once to start from the truth.
+    pub async fn new(
+        hw: Arc<dyn PowerHw>,
+        cfg: ChassisConfig,
+        store: Arc<Store>,
+    ) -> Result<Arc<Chassis>, HwError> {
+        let h = hw.clone();
+        let on = blocking(move || h.power_good()).await?;
+        let policy = store
+            .get()
+            .restore_policy
+            .unwrap_or(cfg.default_restore_policy);
+        let (state, _) = watch::channel(ChassisState {
+            power: if on { PowerState::On } else { PowerState::Off },
+            pending: Transition::None,
+            last_change_ms: now_ms(),
+            policy,
+            identify: false,
+            identify_expires_ms: 0,
+        });
+        let h = hw.clone();
+        if let Err(e) = blocking(move || h.set_identify_led(false)).await {
+            log::warn!("identify LED: {e}");
+        }
+        Ok(Arc::new(Chassis {
+            hw,
+            cfg,
+            store,
+            state,
+            identify_gen: AtomicU64::new(0),
+        }))
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<ChassisState> {
+        self.state.subscribe()
+    }
+
+    pub fn snapshot(&self) -> ChassisState {
+        self.state.borrow().clone()
+    }
+
+    fn set_power(&self, p: PowerState) {
+        self.state.send_if_modified(|s| {
+            if s.power == p {
+                return false;
+            }
+            s.power = p;
+            s.last_change_ms = now_ms();
+            true
+        });
+        if matches!(p, PowerState::On | PowerState::Off) {
+            let on = p == PowerState::On;
+            if let Err(e) = self.store.update(|st| st.host_on = on) {
+                log::error!("cannot persist power state: {e}");
+            }
+        }
+    }
+
+    fn finish(&self) {
+        self.state.send_modify(|s| s.pending = Transition::None);
+    }
+
+    /// Claim the single transition slot, or fail with `Busy`.
+    fn claim(&self, t: Transition) -> Result<PowerState, Error> {
+        let mut result = Err(Error::Internal(String::new()));
+        self.state.send_if_modified(|s| {
+            if s.pending != Transition::None {
+                result = Err(Error::Busy(format!(
+                    "a power {} is already under way",
+                    s.pending.as_str().to_lowercase()
+                )));
+                return false;
+            }
+            result = Ok(s.power);
+            s.pending = t;
+            true
+        });
+        result
+    }
+
+    async fn power_good(&self) -> Result<bool, HwError> {
+        let h = self.hw.clone();
+        blocking(move || h.power_good()).await
+    }
+
+    async fn button(&self, reset: bool, pressed: bool) -> Result<(), HwError> {
+        let h = self.hw.clone();
+        blocking(move || {
+            if reset {
+                h.set_reset_button(pressed)
+            } else {
+                h.set_power_button(pressed)
+            }
+        })
+        .await
+    }
+
+    /// Press and release a button; the release is attempted even when the
+    /// press failed, so a line is never left asserted.
+    async fn press(&self, reset: bool, ms: u64) -> Result<(), HwError> {
+        let r = self.button(reset, true).await;
+        if r.is_ok() {
+            sleep(Duration::from_millis(ms)).await;
+        }
+        let r2 = self.button(reset, false).await;
+        r.and(r2)
+    }
+
+    /// Wait until power-good equals `want` or `timeout` passes.
+    async fn wait_power(&self, want: bool, timeout: Duration) -> Result<bool, HwError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.power_good().await? == want {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            sleep(POLL).await;
+        }
+    }
+
+    /// Validate and start a transition; returns when it has been accepted.
+    pub fn request(
+        self: &Arc<Self>,
+        t: Transition,
+        mode: PowerOffMode,
+        graceful_timeout_s: u32,
+    ) -> Result<(), Error> {
+        if graceful_timeout_s > self.cfg.graceful_off_timeout_max_s {
+            return Err(Error::InvalidArgument(format!(
+                "timeout {graceful_timeout_s} s is more than the maximum of {} s",
+                self.cfg.graceful_off_timeout_max_s
+            )));
+        }
+        let current = self.claim(t)?;
+        let off = matches!(current, PowerState::Off | PowerState::TransitioningToOn);
+        if off && matches!(t, Transition::Reset | Transition::Cycle) {
+            self.finish();
+            return Err(Error::NotAllowed(format!(
+                "cannot {} the host while it is off; use power on",
+                if t == Transition::Reset {
+                    "reset"
+                } else {
+                    "power cycle"
+                }
+            )));
+        }
+        let graceful = if graceful_timeout_s == 0 {
+            self.cfg.graceful_off_timeout_s
+        } else {
+            graceful_timeout_s
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            log::info!("chassis: power {} requested", t.as_str().to_lowercase());
+            let r = match t {
+                Transition::On => me.do_on().await,
+                Transition::Off => me.do_off(mode, graceful).await,
+                Transition::Cycle => me.do_cycle().await,
+                Transition::Reset => me.do_reset().await,
+                Transition::None => Ok(()),
+            };
+            if let Err(e) = r {
+                log::error!("chassis: power {}: {e}", t.as_str().to_lowercase());
+            }
+            // Whatever happened, report what the hardware says now.
+            match me.power_good().await {
+                Ok(on) => me.set_power(if on { PowerState::On } else { PowerState::Off }),
+                Err(e) => log::error!("chassis: power-good: {e}"),
+            }
+            me.finish();
+        });
+        Ok(())
+    }
+
+    async fn do_on(&self) -> Result<(), String> {
+        if self.power_good().await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        self.set_power(PowerState::TransitioningToOn);
+        self.press(false, self.cfg.button_press_ms)
+            .await
+            .map_err(|e| e.to_string())?;
+        let t = Duration::from_millis(self.cfg.power_on_timeout_ms);
+        if !self.wait_power(true, t).await.map_err(|e| e.to_string())? {
+            return Err(format!(
+                "power-good did not rise within {} ms",
+                self.cfg.power_on_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
+    async fn do_off(&self, mode: PowerOffMode, graceful_s: u32) -> Result<(), String> {
+        if !self.power_good().await.map_err(|e| e.to_string())? {
+            return Ok(());
+        }
+        self.set_power(PowerState::TransitioningToOff);
+        if mode == PowerOffMode::Graceful {
+            self.press(false, self.cfg.button_press_ms)
+                .await
+                .map_err(|e| e.to_string())?;
+            let t = Duration::from_secs(u64::from(graceful_s));
+            if self.wait_power(false, t).await.map_err(|e| e.to_string())? {
+                return Ok(());
+            }
+            log::warn!("chassis: host did not shut down within {graceful_s} s; forcing power off");
+        }
+        self.force_off().await
+    }
+
+    /// Hold the power button until power-good drops (or the limit passes).
+    async fn force_off(&self) -> Result<(), String> {
+        self.button(false, true).await.map_err(|e| e.to_string())?;
+        let t = Duration::from_millis(self.cfg.force_off_timeout_ms);
+        let r = self.wait_power(false, t).await;
+        let released = self.button(false, false).await;
+        match (r, released) {
+            (Ok(true), Ok(())) => Ok(()),
+            (Ok(false), _) => Err(format!(
+                "power-good still high after holding the power button {} ms",
+                self.cfg.force_off_timeout_ms
+            )),
+            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+        }
+    }
+
+    async fn do_cycle(&self) -> Result<(), String> {
+        self.set_power(PowerState::TransitioningToOff);
+        self.force_off().await?;
+        self.set_power(PowerState::Off);
+        sleep(Duration::from_millis(self.cfg.cycle_off_ms)).await;
+        self.do_on().await
+    }
+
+    async fn do_reset(&self) -> Result<(), String> {
+        self.press(true, self.cfg.reset_pulse_ms)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Light the identify LED for `seconds` (0 = until turned off), or put
+    /// it out.
+    pub async fn set_identify(self: &Arc<Self>, on: bool, seconds: u32) -> Result<(), Error> {
+        if seconds > self.cfg.identify_max_s {
+            return Err(Error::InvalidArgument(format!(
+                "seconds {seconds} is more than the maximum of {}",
+                self.cfg.identify_max_s
+            )));
+        }
+        if !on && seconds != 0 {
+            return Err(Error::InvalidArgument(
+                "seconds applies only when turning identify on".into(),
+            ));
+        }
+        let gen = self.identify_gen.fetch_add(1, Ordering::SeqCst) + 1;
+        let expires = if on && seconds > 0 {
+            now_ms().saturating_add(u64::from(seconds) * 1000)
+        } else {
+            0
+        };
+        self.identify_led(on, expires).await?;
+        if expires != 0 {
+            let me = self.clone();
+            tokio::spawn(async move {
+                sleep(Duration::from_secs(u64::from(seconds))).await;
+                if me.identify_gen.load(Ordering::SeqCst) == gen {
+                    log::info!("chassis: identify timed out");
+                    if let Err(e) = me.identify_led(false, 0).await {
+                        log::error!("chassis: identify off: {e}");
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Drive the LED and publish the new state.
+    async fn identify_led(&self, on: bool, expires_ms: u64) -> Result<(), Error> {
+        let h = self.hw.clone();
+        blocking(move || h.set_identify_led(on))
+            .await
+            .map_err(hw_err)?;
+        self.state.send_if_modified(|s| {
+            let changed = s.identify != on || s.identify_expires_ms != expires_ms;
+            s.identify = on;
+            s.identify_expires_ms = expires_ms;
+            changed
+        });
+        Ok(())
+    }
+
+    pub fn set_policy(&self, p: RestorePolicy) -> Result<(), Error> {
+        self.store
+            .update(|s| s.restore_policy = Some(p))
+            .map_err(|e| Error::Internal(format!("cannot persist the policy: {e}")))?;
+        self.state.send_if_modified(|s| {
+            let changed = s.policy != p;
+            s.policy = p;
+            changed
+        });
+        log::info!("chassis: power restore policy set to {p}");
+        Ok(())
+    }
+
+    /// Apply the restore policy: called once at start, after the bus is up.
+    /// A host that is already on is never touched (the BMC restarted, the
+    /// host did not lose power).
+    pub fn apply_restore_policy(self: &Arc<Self>) {
+        let s = self.snapshot();
+        if s.power != PowerState::Off {
+            log::info!("chassis: host is on at start; restore policy not applied");
+            return;
+        }
+        let on = match s.policy {
+            RestorePolicy::AlwaysOn => true,
+            RestorePolicy::Restore => self.store.get().host_on,
+            RestorePolicy::AlwaysOff | RestorePolicy::None => false,
+        };
+        log::info!(
+            "chassis: restore policy {}: host {}",
+            s.policy,
+            if on { "powered on" } else { "left off" }
+        );
+        if on {
+            if let Err(e) = self.request(Transition::On, PowerOffMode::Graceful, 0) {
+                log::error!("chassis: restore policy: {e}");
+            }
+        }
+    }
+
+    /// Follow power-good while no transition runs (the host may shut
+    /// itself down, or someone may press the real button).
+    pub async fn monitor(self: Arc<Self>) {
+        let mut last_err = false;
+        loop {
+            sleep(POLL * 2).await;
+            if self.state.borrow().pending != Transition::None {
+                continue;
+            }
+            match self.power_good().await {
+                Ok(on) => {
+                    last_err = false;
+                    // Re-check: a transition may have started meanwhile.
+                    if self.state.borrow().pending == Transition::None {
+                        self.set_power(if on { PowerState::On } else { PowerState::Off });
+                    }
+                }
+                Err(e) => {
+                    if !last_err {
+                        log::error!("chassis: power-good unreadable: {e}");
+                    }
+                    last_err = true;
+                }
+            }
+        }
+    }
+}

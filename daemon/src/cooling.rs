@@ -1,0 +1,662 @@
+//! The cooling zone: one control loop for all fans.
+//!
+//! Every period the loop reads every sensor and tachometer, decides each
+//! fan's level and writes it:
+//! - Auto: the level is the highest any sensor's curve asks for (linear
+//!   between points, with hysteresis on the way down), never below
+//!   `min_level`;
+//! - Manual: the operator's level on the chosen fans (others stay on
+//!   Auto) until the override expires, then Auto again by itself;
+//! - Failsafe: entered when a fan fails (not turning while driven, or not
+//!   present) or a sensor is lost for `fail_after` periods in a row; every
+//!   fan at `failsafe_level` until everything has been good for
+//!   `recover_after` periods. Failsafe overrides Manual.
+//!
+//! Invariant: once the loop has run, the fans are always driven by it;
+//! on shutdown they are handed back to the hardware (`FanHw::release`).
+//! State is published through a `watch` channel and events through an
+//! mpsc channel; nothing here knows zbus.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bmcd_api::{CoolingMode, Error, Health, Severity};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+use crate::config::{CoolingConfig, Curve};
+use crate::hw::{duty_to_percent, percent_to_duty, FanHw, HwResult, TempHw};
+use crate::util::now_ms;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FanState {
+    pub name: String,
+    pub rpm: u32,
+    pub pwm: u8,
+    pub present: bool,
+    pub health: Health,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CoolingState {
+    pub mode: CoolingMode,
+    pub manual_level: u8,
+    pub manual_fans: Vec<String>,
+    pub manual_expires_ms: u64,
+    pub auto_level: u8,
+    pub failsafe_level: u8,
+    pub failsafe_reason: String,
+    /// (sensor, °C or NaN)
+    pub temps: Vec<(String, f64)>,
+    pub fans: Vec<FanState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub severity: Severity,
+    pub source: String,
+    pub message: String,
+}
+
+/// An operator's override.
+#[derive(Debug, Clone)]
+struct Manual {
+    level: u8,
+    /// Indexes into the fan list; all fans when the request named none.
+    fans: Vec<usize>,
+    expires: Option<Instant>,
+}
+
+/// Consecutive good/bad counter with a latched verdict.
+#[derive(Debug, Clone, Default)]
+struct Debounce {
+    bad: u32,
+    good: u32,
+    failed: bool,
+}
+
+impl Debounce {
+    /// Feed one observation; returns Some(new verdict) when it flips.
+    fn observe(&mut self, ok: bool, fail_after: u32, recover_after: u32) -> Option<bool> {
+        if ok {
+            self.bad = 0;
+            self.good = self.good.saturating_add(1);
+            if self.failed && self.good >= recover_after {
+                self.failed = false;
+                return Some(false);
+            }
+        } else {
+            self.good = 0;
+            self.bad = self.bad.saturating_add(1);
+            if !self.failed && self.bad >= fail_after {
+                self.failed = true;
+                return Some(true);
+            }
+        }
+        None
+    }
+}
+
+/// Level a curve asks for at `t` °C.
+pub fn interpolate(points: &[(f64, u8)], t: f64) -> u8 {
+    let Some(&(t0, l0)) = points.first() else {
+        return 100;
+    };
+    if !t.is_finite() {
+        return 100;
+    }
+    if t <= t0 {
+        return l0;
+    }
+    for w in points.windows(2) {
+        let (a, la) = w[0];
+        let (b, lb) = w[1];
+        if t <= b {
+            let f = (t - a) / (b - a);
+            let l = f64::from(la) + f * (f64::from(lb) - f64::from(la));
+            return l.round().clamp(0.0, 100.0) as u8;
+        }
+    }
+    points.last().map(|p| p.1).unwrap_or(100)
+}
+
+/// The curve's level with hysteresis: rises at once, falls only when the
+/// temperature is `h` °C below what the current level needs.
+pub fn curve_level(curve: &Curve, t: f64, last: u8, h: f64) -> u8 {
+    let up = interpolate(&curve.points, t);
+    if up >= last {
+        return up;
+    }
+    let down = interpolate(&curve.points, t + h);
+    down.min(last)
+}
+
+struct Inner {
+    manual: Option<Manual>,
+    fans: Vec<Debounce>,
+    sensors: Vec<Debounce>,
+    curve_levels: Vec<u8>,
+    in_failsafe: bool,
+    last_tick: Instant,
+}
+
+pub struct Cooling {
+    fans_hw: Arc<dyn FanHw>,
+    temps_hw: Arc<dyn TempHw>,
+    cfg: CoolingConfig,
+    fan_names: Vec<String>,
+    sensor_names: Vec<String>,
+    /// For each curve, the index of its sensor.
+    curve_sensor: Vec<usize>,
+    inner: Mutex<Inner>,
+    state: watch::Sender<CoolingState>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// One period's readings.
+struct Readings {
+    temps: Vec<HwResult<f64>>,
+    rpms: Vec<HwResult<u32>>,
+    present: Vec<bool>,
+}
+
+impl Cooling {
+    pub fn new(
+        fans_hw: Arc<dyn FanHw>,
+        temps_hw: Arc<dyn TempHw>,
+        cfg: CoolingConfig,
+    ) -> (Arc<Cooling>, mpsc::UnboundedReceiver<Event>) {
+        let fan_names = fans_hw.names();
+        let sensor_names = temps_hw.names();
+        let curve_sensor = cfg
+            .curves
+            .iter()
+            .map(|c| {
+                sensor_names
+                    .iter()
+                    .position(|n| *n == c.sensor)
+                    .unwrap_or(usize::MAX)
+            })
+            .collect();
+        let (events, rx) = mpsc::unbounded_channel();
+        let (state, _) = watch::channel(CoolingState {
+            mode: CoolingMode::Auto,
+            manual_level: 0,
+            manual_fans: Vec::new(),
+            manual_expires_ms: 0,
+            auto_level: 100,
+            failsafe_level: cfg.failsafe_level,
+            failsafe_reason: String::new(),
+            temps: sensor_names.iter().map(|n| (n.clone(), f64::NAN)).collect(),
+            fans: fan_names
+                .iter()
+                .map(|n| FanState {
+                    name: n.clone(),
+                    rpm: 0,
+                    pwm: 100,
+                    present: true,
+                    health: Health::Ok,
+                })
+                .collect(),
+        });
+        let inner = Inner {
+            manual: None,
+            fans: vec![Debounce::default(); fan_names.len()],
+            sensors: vec![Debounce::default(); sensor_names.len()],
+            curve_levels: vec![0; cfg.curves.len()],
+            in_failsafe: false,
+            last_tick: Instant::now(),
+        };
+        let c = Arc::new(Cooling {
+            fans_hw,
+            temps_hw,
+            cfg,
+            fan_names,
+            sensor_names,
+            curve_sensor,
+            inner: Mutex::new(inner),
+            state,
+            events,
+        });
+        (c, rx)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<CoolingState> {
+        self.state.subscribe()
+    }
+
+    pub fn fan_names(&self) -> &[String] {
+        &self.fan_names
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// When the loop last completed a period (for the watchdog).
+    pub fn last_tick(&self) -> Instant {
+        self.lock().last_tick
+    }
+
+    fn event(&self, severity: Severity, source: &str, message: String) {
+        match severity {
+            Severity::Critical => log::error!("{source}: {message}"),
+            Severity::Warning => log::warn!("{source}: {message}"),
+            Severity::Info => log::info!("{source}: {message}"),
+        }
+        let _ = self.events.send(Event {
+            severity,
+            source: source.to_owned(),
+            message,
+        });
+    }
+
+    /// Start a manual override. Takes effect at the next period.
+    pub fn set_manual(&self, level: u8, fans: &[String], timeout_s: u32) -> Result<(), Error> {
+        if level > 100 {
+            return Err(Error::InvalidArgument(format!(
+                "level {level} is outside 0..=100 percent"
+            )));
+        }
+        if timeout_s > self.cfg.manual_timeout_max_s {
+            return Err(Error::InvalidArgument(format!(
+                "timeout {timeout_s} s is more than the maximum of {} s",
+                self.cfg.manual_timeout_max_s
+            )));
+        }
+        let mut idx = Vec::new();
+        for f in fans {
+            match self.fan_names.iter().position(|n| n == f) {
+                Some(i) if !idx.contains(&i) => idx.push(i),
+                Some(_) => {}
+                None => {
+                    return Err(Error::NotFound(format!(
+                        "no fan named '{f}' (fans: {})",
+                        self.fan_names.join(", ")
+                    )))
+                }
+            }
+        }
+        let mut inner = self.lock();
+        if inner.in_failsafe {
+            return Err(Error::NotAllowed(format!(
+                "the fans are in failsafe ({}); manual control is refused until it clears",
+                self.state.borrow().failsafe_reason
+            )));
+        }
+        if idx.is_empty() {
+            idx = (0..self.fan_names.len()).collect();
+        }
+        let (expires, expires_ms) = if timeout_s == 0 {
+            (None, 0)
+        } else {
+            let d = Duration::from_secs(u64::from(timeout_s));
+            (
+                Some(Instant::now() + d),
+                now_ms().saturating_add(d.as_millis() as u64),
+            )
+        };
+        let names: Vec<String> = idx
+            .iter()
+            .filter_map(|i| self.fan_names.get(*i).cloned())
+            .collect();
+        inner.manual = Some(Manual {
+            level,
+            fans: idx,
+            expires,
+        });
+        drop(inner);
+        self.state.send_modify(|s| {
+            s.mode = CoolingMode::Manual;
+            s.manual_level = level;
+            s.manual_fans = names.clone();
+            s.manual_expires_ms = expires_ms;
+        });
+        self.event(
+            Severity::Info,
+            "cooling",
+            format!(
+                "manual override: {level}% on {} for {}",
+                names.join(","),
+                if timeout_s == 0 {
+                    "ever".to_owned()
+                } else {
+                    format!("{timeout_s} s")
+                }
+            ),
+        );
+        Ok(())
+    }
+
+    /// End a manual override (no-op in Auto).
+    pub fn set_auto(&self) {
+        let had = self.lock().manual.take().is_some();
+        if had {
+            self.clear_manual_state();
+            self.event(Severity::Info, "cooling", "manual override ended".into());
+        }
+    }
+
+    fn clear_manual_state(&self) {
+        self.state.send_modify(|s| {
+            if s.mode == CoolingMode::Manual {
+                s.mode = CoolingMode::Auto;
+            }
+            s.manual_level = 0;
+            s.manual_fans.clear();
+            s.manual_expires_ms = 0;
+        });
+    }
+
+    fn read_all(&self) -> Readings {
+        let temps = (0..self.sensor_names.len())
+            .map(|i| self.temps_hw.read_celsius(i))
+            .collect();
+        let rpms = (0..self.fan_names.len())
+            .map(|i| self.fans_hw.read_rpm(i))
+            .collect();
+        let present = (0..self.fan_names.len())
+            .map(|i| self.fans_hw.present(i).unwrap_or(false))
+            .collect();
+        Readings {
+            temps,
+            rpms,
+            present,
+        }
+    }
+
+    /// One control period: decide and return the duty for every fan.
+    fn step(&self, r: &Readings) -> Vec<u8> {
+        let cfg = &self.cfg;
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let prev = self.state.borrow().clone();
+
+        // Manual expiry.
+        if inner
+            .manual
+            .as_ref()
+            .and_then(|m| m.expires)
+            .is_some_and(|e| now >= e)
+        {
+            inner.manual = None;
+            drop(inner);
+            self.clear_manual_state();
+            self.event(
+                Severity::Info,
+                "cooling",
+                "manual override expired; back to automatic control".into(),
+            );
+            inner = self.lock();
+        }
+
+        // Sensors.
+        let mut temps = Vec::with_capacity(r.temps.len());
+        for (i, t) in r.temps.iter().enumerate() {
+            let name = self.sensor_names.get(i).cloned().unwrap_or_default();
+            let ok = matches!(t, Ok(v) if v.is_finite());
+            if let Some(d) = inner.sensors.get_mut(i) {
+                match d.observe(ok, cfg.fail_after, cfg.recover_after) {
+                    Some(true) => self.event(
+                        Severity::Critical,
+                        &name,
+                        match t {
+                            Err(e) => format!("temperature sensor lost: {e}"),
+                            Ok(_) => "temperature sensor reads nonsense".into(),
+                        },
+                    ),
+                    Some(false) => {
+                        self.event(Severity::Info, &name, "temperature sensor recovered".into())
+                    }
+                    None => {}
+                }
+            }
+            temps.push((name, t.as_ref().ok().copied().unwrap_or(f64::NAN)));
+        }
+
+        // Auto level.
+        let mut auto = cfg.min_level;
+        for (ci, curve) in cfg.curves.iter().enumerate() {
+            let si = self.curve_sensor.get(ci).copied().unwrap_or(usize::MAX);
+            let t = temps.get(si).map(|x| x.1).unwrap_or(f64::NAN);
+            let last = inner.curve_levels.get(ci).copied().unwrap_or(0);
+            let l = if t.is_finite() {
+                curve_level(curve, t, last, cfg.hysteresis_c)
+            } else {
+                // Unreadable this period: keep the last level (a lost sensor
+                // sends the zone to failsafe once debounced).
+                last
+            };
+            if let Some(slot) = inner.curve_levels.get_mut(ci) {
+                *slot = l;
+            }
+            auto = auto.max(l);
+        }
+
+        // Fans: health from the duty written last period.
+        let mut fans = Vec::with_capacity(self.fan_names.len());
+        let rpms: Vec<u32> = r.rpms.iter().map(|x| *x.as_ref().unwrap_or(&0)).collect();
+        for (i, name) in self.fan_names.iter().enumerate() {
+            let present = r.present.get(i).copied().unwrap_or(false);
+            let rpm = rpms.get(i).copied().unwrap_or(0);
+            let pwm = prev.fans.get(i).map(|f| f.pwm).unwrap_or(100);
+            let readable = r.rpms.get(i).is_some_and(|x| x.is_ok());
+            let driven = pwm >= cfg.fan_fail_min_level;
+            let ok = present && readable && (!driven || rpm >= cfg.fan_fail_rpm);
+            if let Some(d) = inner.fans.get_mut(i) {
+                match d.observe(ok, cfg.fail_after, cfg.recover_after) {
+                    Some(true) => self.event(
+                        Severity::Critical,
+                        name,
+                        if !present {
+                            "fan not present".into()
+                        } else if !readable {
+                            "fan tachometer unreadable".into()
+                        } else {
+                            format!("fan failed: {rpm} RPM at {pwm}% duty")
+                        },
+                    ),
+                    Some(false) => self.event(Severity::Info, name, "fan recovered".into()),
+                    None => {}
+                }
+            }
+            let failed = inner.fans.get(i).is_some_and(|d| d.failed);
+            // Degraded: well below fans driven at the same duty.
+            let peers: Vec<u32> = prev
+                .fans
+                .iter()
+                .enumerate()
+                .filter(|(j, f)| *j != i && f.pwm == pwm && f.health == Health::Ok)
+                .filter_map(|(j, _)| rpms.get(j).copied())
+                .collect();
+            let degraded = !peers.is_empty() && {
+                let mean = peers.iter().map(|x| u64::from(*x)).sum::<u64>() / peers.len() as u64;
+                u64::from(rpm) * 2 < mean
+            };
+            let health = if failed {
+                Health::Failed
+            } else if degraded && driven {
+                Health::Degraded
+            } else {
+                Health::Ok
+            };
+            fans.push(FanState {
+                name: name.clone(),
+                rpm,
+                pwm,
+                present,
+                health,
+            });
+        }
+
+        // Failsafe.
+        let mut reasons: Vec<String> = Vec::new();
+        for (i, d) in inner.fans.iter().enumerate() {
+            if d.failed {
+                reasons.push(format!(
+                    "fan {} failed",
+                    self.fan_names.get(i).map(String::as_str).unwrap_or("?")
+                ));
+            }
+        }
+        for (i, d) in inner.sensors.iter().enumerate() {
+            if d.failed {
+                reasons.push(format!(
+                    "sensor {} lost",
+                    self.sensor_names.get(i).map(String::as_str).unwrap_or("?")
+                ));
+            }
+        }
+        let failsafe = !reasons.is_empty();
+        let reason = reasons.join(", ");
+        if failsafe != inner.in_failsafe {
+            inner.in_failsafe = failsafe;
+            if failsafe {
+                self.event(
+                    Severity::Critical,
+                    "cooling",
+                    format!(
+                        "entering failsafe: {reason}; all fans at {}%",
+                        cfg.failsafe_level
+                    ),
+                );
+            } else {
+                self.event(Severity::Info, "cooling", "failsafe cleared".into());
+            }
+        }
+
+        // Decide levels.
+        let levels: Vec<u8> = (0..self.fan_names.len())
+            .map(|i| {
+                if failsafe {
+                    cfg.failsafe_level
+                } else {
+                    match &inner.manual {
+                        Some(m) if m.fans.contains(&i) => m.level,
+                        _ => auto,
+                    }
+                }
+            })
+            .collect();
+        let duties: Vec<u8> = levels.iter().map(|l| percent_to_duty(*l)).collect();
+        for (f, d) in fans.iter_mut().zip(&duties) {
+            f.pwm = duty_to_percent(*d);
+        }
+        let mode = if failsafe {
+            CoolingMode::Failsafe
+        } else if inner.manual.is_some() {
+            CoolingMode::Manual
+        } else {
+            CoolingMode::Auto
+        };
+        inner.last_tick = now;
+        drop(inner);
+        self.state.send_if_modified(|s| {
+            let next = CoolingState {
+                mode,
+                auto_level: auto,
+                failsafe_reason: reason,
+                temps,
+                fans,
+                ..s.clone()
+            };
+            if *s == next {
+                return false;
+            }
+            *s = next;
+            true
+        });
+        duties
+    }
+
+    /// The control loop; runs until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut tick = interval(Duration::from_millis(self.cfg.interval_ms));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut write_errors = vec![false; self.fan_names.len()];
+        loop {
+            tick.tick().await;
+            let me = self.clone();
+            let readings = match tokio::task::spawn_blocking(move || me.read_all()).await {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("cooling: reading task failed: {e}");
+                    continue;
+                }
+            };
+            let duties = self.step(&readings);
+            let me = self.clone();
+            let results = tokio::task::spawn_blocking(move || {
+                duties
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| me.fans_hw.write_pwm(i, *d).map_err(|e| e.to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (i, r) in results.into_iter().enumerate() {
+                let failed = r.is_err();
+                if let (Err(e), Some(false)) = (&r, write_errors.get(i)) {
+                    let name = self.fan_names.get(i).map(String::as_str).unwrap_or("?");
+                    log::error!("{name}: cannot set PWM: {e}");
+                }
+                if let Some(w) = write_errors.get_mut(i) {
+                    *w = failed;
+                }
+            }
+        }
+    }
+
+    /// Hand the fans back to the hardware (full speed or hardware control).
+    pub fn release(&self) {
+        if let Err(e) = self.fans_hw.release() {
+            log::error!("cooling: releasing fans: {e}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve() -> Curve {
+        Curve {
+            sensor: "s".into(),
+            points: vec![(30.0, 20), (50.0, 60), (70.0, 100)],
+        }
+    }
+
+    #[test]
+    fn interpolation() {
+        let c = curve();
+        assert_eq!(interpolate(&c.points, 10.0), 20);
+        assert_eq!(interpolate(&c.points, 40.0), 40);
+        assert_eq!(interpolate(&c.points, 60.0), 80);
+        assert_eq!(interpolate(&c.points, 99.0), 100);
+        assert_eq!(interpolate(&c.points, f64::NAN), 100);
+        assert_eq!(interpolate(&[], 10.0), 100);
+    }
+
+    #[test]
+    fn hysteresis_holds_then_falls() {
+        let c = curve();
+        assert_eq!(curve_level(&c, 50.0, 20, 2.0), 60);
+        // 1 °C lower: not enough to drop with 2 °C hysteresis.
+        assert_eq!(curve_level(&c, 49.0, 60, 2.0), 60);
+        // 5 °C lower: drops to the level of 47 °C.
+        assert_eq!(curve_level(&c, 45.0, 60, 2.0), 54);
+    }
+
+    #[test]
+    fn debounce() {
+        let mut d = Debounce::default();
+        assert_eq!(d.observe(false, 3, 2), None);
+        assert_eq!(d.observe(false, 3, 2), None);
+        assert_eq!(d.observe(false, 3, 2), Some(true));
+        assert_eq!(d.observe(true, 3, 2), None);
+        assert_eq!(d.observe(false, 3, 2), None);
+        assert_eq!(d.observe(true, 3, 2), None);
+        assert_eq!(d.observe(true, 3, 2), Some(false));
+    }
+}
