@@ -1,0 +1,666 @@
+//! The command line: clap definitions, and the resolution of command words
+//! by unique prefix (`bmcctl ch st` = `bmcctl chassis status`).
+//!
+//! An unknown, ambiguous or missing command word is answered openUBMC-style
+//! with the choices at that level and their one-line descriptions (exit 2).
+
+use std::ffi::{OsStr, OsString};
+
+use clap::{Arg, ArgAction, Args, Command, CommandFactory, Parser, Subcommand};
+
+use crate::error::{Choice, CliError};
+
+/// Default bound for connecting and for each call, seconds.
+pub const DEFAULT_TIMEOUT_S: u32 = 25;
+
+/// Help heading of the options accepted at every level.
+const GLOBAL: &str = "Global options";
+
+/// Id of the call timeout argument (see [`command`]).
+const CALL_TIMEOUT: &str = "call_timeout";
+
+const ROOT_EXAMPLES: &str = "\
+Examples:
+  bmcctl chassis status
+  bmcctl ch st                          (unique prefixes work at every level)
+  bmcctl chassis power on
+  bmcctl --yes chassis power off --graceful-timeout 120
+  bmcctl fan list --json
+  bmcctl fan mode manual --level 60 --timeout 300
+  BMCCTL_ADDRESS=unix:path=/tmp/bus bmcctl chassis status
+
+Exit codes: 0 ok, 1 failure, 2 invalid argument or usage, 3 permission or
+authentication denied, 4 not found, 5 busy, 6 timeout.";
+
+/// Command-line client of bmcd, the BMC management daemon.
+#[derive(Debug, Parser)]
+#[command(
+    name = "bmcctl",
+    version,
+    about = "Control the server's chassis power and fans through bmcd",
+    after_help = ROOT_EXAMPLES,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// Options accepted anywhere on the line. The call timeout (`--timeout`) is
+/// added by [`command`] to every level but `fan mode manual`, where
+/// `--timeout` is the override's duration.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Print exactly one JSON document on stdout (errors too); never prompt
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub json: bool,
+    /// Do not ask for confirmation
+    #[arg(short = 'y', long, global = true, help_heading = GLOBAL)]
+    pub yes: bool,
+    /// Do not pipe output into a pager
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub no_pager: bool,
+    /// Bus of bmcd: system, session or a D-Bus address (unix:path=...)
+    #[arg(
+        long,
+        global = true,
+        help_heading = GLOBAL,
+        env = "BMCCTL_ADDRESS",
+        value_name = "ADDR",
+        default_value = "system"
+    )]
+    pub address: String,
+    /// No output on success except the data asked for
+    #[arg(short, long, global = true, help_heading = GLOBAL)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Host power, identify LED and power restore policy
+    #[command(after_help = "\
+Examples:
+  bmcctl chassis status
+  bmcctl chassis power cycle --yes
+  bmcctl chassis identify on --seconds 60
+  bmcctl chassis policy set AlwaysOn")]
+    Chassis {
+        #[command(subcommand)]
+        cmd: ChassisCmd,
+    },
+    /// Fans and the cooling zone
+    #[command(after_help = "\
+Examples:
+  bmcctl fan list
+  bmcctl fan show fan0
+  bmcctl fan mode manual --level 80 --fans fan0,fan1 --timeout 600
+  bmcctl fan mode auto")]
+    Fan {
+        #[command(subcommand)]
+        cmd: FanCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ChassisCmd {
+    /// Show power state, pending transition, restore policy and identify LED
+    #[command(after_help = "\
+Times are ISO-8601 in UTC.
+
+Examples:
+  bmcctl chassis status
+  bmcctl chassis status --json")]
+    Status,
+    /// Power the host on or off, power-cycle or reset it
+    #[command(after_help = "\
+off, cycle and reset ask for confirmation when stdin is a terminal; give --yes
+in scripts (without a terminal or with --json they refuse otherwise).
+
+After the daemon accepts the request, bmcctl waits until the transition has
+finished (PendingTransition is None and PowerState is the one asked for):
+  on 60 s, off --force 60 s, off (graceful) the graceful timeout + 60 s
+  (300 s + 60 s when --graceful-timeout is not given), cycle 90 s, reset 60 s.
+If the bound passes, bmcctl exits 6; --no-wait returns right after acceptance.
+
+Examples:
+  bmcctl chassis power on
+  bmcctl chassis power off --graceful-timeout 120
+  bmcctl chassis power off --force --yes
+  bmcctl chassis power cycle --yes --no-wait")]
+    Power(PowerArgs),
+    /// Turn the identify LED on or off
+    #[command(after_help = "\
+Examples:
+  bmcctl chassis identify on
+  bmcctl chassis identify on --seconds 60
+  bmcctl chassis identify off")]
+    Identify {
+        #[command(subcommand)]
+        action: IdentifyAction,
+    },
+    /// Show or set the power restore policy
+    #[command(after_help = "\
+Policies: AlwaysOn, AlwaysOff, Restore, None (any case; the daemon checks).
+
+Examples:
+  bmcctl chassis policy
+  bmcctl chassis policy set alwayson")]
+    Policy {
+        #[command(subcommand)]
+        action: Option<PolicyAction>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// Return as soon as the daemon has accepted the request
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+    #[command(subcommand)]
+    pub action: PowerAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum PowerAction {
+    /// Power the host on
+    #[command(after_help = "Example:\n  bmcctl chassis power on")]
+    On,
+    /// Power the host off: ask the OS to shut down, force off after a timeout
+    #[command(after_help = "\
+Without --force, the host OS is asked to shut down; if power is still on after
+the graceful timeout (default: the daemon's configuration), it is forced off.
+
+Examples:
+  bmcctl chassis power off
+  bmcctl chassis power off --graceful-timeout 300
+  bmcctl chassis power off --force --yes")]
+    Off {
+        /// Force power off at once (hold the power button); no OS shutdown
+        #[arg(long)]
+        force: bool,
+        /// Seconds the OS gets to shut down before power is forced off
+        #[arg(long, value_name = "S", conflicts_with = "force")]
+        graceful_timeout: Option<u32>,
+    },
+    /// Force the host off, then on again
+    #[command(after_help = "Example:\n  bmcctl chassis power cycle --yes")]
+    Cycle,
+    /// Pulse the host's reset line (no OS shutdown)
+    #[command(after_help = "Example:\n  bmcctl chassis power reset --yes")]
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum IdentifyAction {
+    /// Light the identify LED (until turned off, or for --seconds)
+    #[command(after_help = "\
+Examples:
+  bmcctl chassis identify on
+  bmcctl chassis identify on --seconds 120")]
+    On {
+        /// Turn the LED off by itself after N seconds (0 = until turned off)
+        #[arg(long, value_name = "N")]
+        seconds: Option<u32>,
+    },
+    /// Turn the identify LED off
+    #[command(after_help = "Example:\n  bmcctl chassis identify off")]
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum PolicyAction {
+    /// Show the power restore policy (the default)
+    #[command(after_help = "Example:\n  bmcctl chassis policy get")]
+    Get,
+    /// Set the power restore policy
+    #[command(after_help = "\
+VALUE is one of AlwaysOn, AlwaysOff, Restore, None (any case).
+
+Examples:
+  bmcctl chassis policy set AlwaysOn
+  bmcctl chassis policy set restore")]
+    Set {
+        /// AlwaysOn, AlwaysOff, Restore or None
+        #[arg(value_name = "VALUE")]
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum FanCmd {
+    /// Show the cooling zone and every fan
+    #[command(after_help = "\
+Examples:
+  bmcctl fan list
+  bmcctl fan list --json")]
+    List,
+    /// Show one fan
+    #[command(after_help = "Example:\n  bmcctl fan show fan0")]
+    Show {
+        /// Name of the fan (as in `bmcctl fan list`)
+        name: String,
+    },
+    /// Show or change who drives the fans (auto curve or manual override)
+    #[command(after_help = "\
+Examples:
+  bmcctl fan mode
+  bmcctl fan mode manual --level 70 --timeout 600
+  bmcctl fan mode auto")]
+    Mode {
+        #[command(subcommand)]
+        action: Option<ModeAction>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ModeAction {
+    /// Show the cooling mode and levels (the default)
+    #[command(after_help = "Example:\n  bmcctl fan mode get")]
+    Get,
+    /// Return the fans to the automatic curve
+    #[command(after_help = "Example:\n  bmcctl fan mode auto")]
+    Auto,
+    /// Drive fans at a fixed level until `fan mode auto` or the timeout
+    #[command(after_help = "\
+The daemon checks the level and timeout ranges. Here --timeout is the
+override's duration; give the call timeout before `manual` if needed
+(bmcctl --timeout 5 fan mode manual ...).
+
+Examples:
+  bmcctl fan mode manual --level 60
+  bmcctl fan mode manual --level 100 --fans fan0,fan1 --timeout 300")]
+    Manual {
+        /// Duty cycle in percent
+        #[arg(long, value_name = "PCT")]
+        level: u8,
+        /// Only these fans (comma-separated); the others stay automatic
+        #[arg(long, value_name = "FAN,...", value_delimiter = ',')]
+        fans: Vec<String>,
+        /// Return to auto after S seconds (0 = no expiry)
+        #[arg(long = "timeout", id = "override_timeout", value_name = "S")]
+        timeout: Option<u32>,
+    },
+}
+
+/// The call timeout, added to every level (see [`Global`]).
+fn call_timeout_arg() -> Arg {
+    Arg::new(CALL_TIMEOUT)
+        .long("timeout")
+        .value_name("SECONDS")
+        .help(format!(
+            "Bound for connecting and for each call, seconds [default: {DEFAULT_TIMEOUT_S}]"
+        ))
+        .help_heading(GLOBAL)
+        .action(ArgAction::Set)
+        .value_parser(clap::value_parser!(u32).range(1..=3600))
+}
+
+fn add_call_timeout(cmd: Command) -> Command {
+    let subs: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    let has_own = cmd.get_arguments().any(|a| a.get_long() == Some("timeout"));
+    let mut cmd = if has_own {
+        cmd
+    } else {
+        cmd.arg(call_timeout_arg())
+    };
+    for name in subs {
+        cmd = cmd.mut_subcommand(name, add_call_timeout);
+    }
+    cmd
+}
+
+/// The complete, built command tree.
+pub fn command() -> Command {
+    let mut cmd = add_call_timeout(Cli::command());
+    cmd.build();
+    cmd
+}
+
+/// The call timeout as given at the deepest level that has it.
+pub fn call_timeout(m: &clap::ArgMatches) -> Option<u32> {
+    let mut found = None;
+    let mut cur = Some(m);
+    while let Some(level) = cur {
+        if let Ok(Some(v)) = level.try_get_one::<u32>(CALL_TIMEOUT) {
+            found = Some(*v);
+        }
+        cur = level.subcommand().map(|(_, sub)| sub);
+    }
+    found
+}
+
+/// Whether `--json` was given (before `--`), for reporting errors that
+/// happen before clap has parsed the line.
+pub fn wants_json(args: &[OsString]) -> bool {
+    args.iter()
+        .skip(1)
+        .take_while(|a| a.as_os_str() != OsStr::new("--"))
+        .any(|a| a.as_os_str() == OsStr::new("--json"))
+}
+
+/// Replace each command word by the full name it uniquely abbreviates.
+///
+/// Options are skipped (with their values, when they take one); words after
+/// the leaf command and after `--` are left alone. A word that matches no
+/// command, or more than one, or a missing command where one is required,
+/// gives a usage error listing the choices at that level.
+pub fn resolve(root: &Command, args: &[OsString]) -> Result<Vec<OsString>, CliError> {
+    let mut out: Vec<OsString> = Vec::with_capacity(args.len());
+    let mut it = args.iter();
+    if let Some(argv0) = it.next() {
+        out.push(argv0.clone());
+    }
+    let mut cur = root;
+    let mut path: Vec<String> = vec![root.get_name().to_owned()];
+    let mut in_help = false;
+    let mut help_or_version = false;
+    while let Some(arg) = it.next() {
+        out.push(arg.clone());
+        let Some(s) = arg.to_str() else {
+            continue;
+        };
+        if s == "--" {
+            out.extend(it.cloned());
+            return Ok(out);
+        }
+        if let Some(long) = s.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, _)) => (n, true),
+                None => (long, false),
+            };
+            if name == "help" || name == "version" {
+                help_or_version = true;
+            }
+            if !inline && takes_value(cur.get_arguments().find(|a| a.get_long() == Some(name))) {
+                if let Some(v) = it.next() {
+                    out.push(v.clone());
+                }
+            }
+            continue;
+        }
+        if let Some(shorts) = s.strip_prefix('-').filter(|r| !r.is_empty()) {
+            for (i, c) in shorts.char_indices() {
+                if c == 'h' || c == 'V' {
+                    help_or_version = true;
+                }
+                if takes_value(cur.get_arguments().find(|a| a.get_short() == Some(c))) {
+                    // The value is the rest of this word, or the next word.
+                    if i + c.len_utf8() == shorts.len() {
+                        if let Some(v) = it.next() {
+                            out.push(v.clone());
+                        }
+                    }
+                    break;
+                }
+            }
+            continue;
+        }
+        if !cur.has_subcommands() {
+            // A leaf: the rest are its arguments.
+            out.extend(it.cloned());
+            return Ok(out);
+        }
+        let sub = match_word(cur, s, in_help, &path)?;
+        out.pop();
+        out.push(OsString::from(sub.get_name()));
+        if sub.get_name() == "help" && !in_help {
+            // `help WORD...` names commands of this level.
+            in_help = true;
+        } else {
+            path.push(sub.get_name().to_owned());
+            cur = sub;
+        }
+    }
+    let chose_nothing = !in_help && !help_or_version;
+    if chose_nothing && cur.has_subcommands() && cur.is_subcommand_required_set() {
+        let mut e = CliError::usage(format!(
+            "missing command for '{}'; choose one of:",
+            path.join(" ")
+        ));
+        e.choices = choices(cur, in_help, |_| true);
+        return Err(e);
+    }
+    Ok(out)
+}
+
+fn takes_value(arg: Option<&Arg>) -> bool {
+    arg.is_some_and(|a| a.get_action().takes_values())
+}
+
+fn visible(cmd: &Command, in_help: bool) -> impl Iterator<Item = &Command> {
+    // Under `help`, the help command itself is not a choice.
+    let skip = move |s: &Command| s.is_hide_set() || (in_help && s.get_name() == "help");
+    cmd.get_subcommands().filter(move |s| !skip(s))
+}
+
+fn choices(cmd: &Command, in_help: bool, keep: impl Fn(&Command) -> bool) -> Vec<Choice> {
+    visible(cmd, in_help)
+        .filter(|s| keep(s))
+        .map(|s| Choice {
+            name: s.get_name().to_owned(),
+            about: s.get_about().map(|a| a.to_string()).unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn match_word<'a>(
+    cmd: &'a Command,
+    word: &str,
+    in_help: bool,
+    path: &[String],
+) -> Result<&'a Command, CliError> {
+    let exact = visible(cmd, in_help)
+        .find(|s| s.get_name() == word || s.get_all_aliases().any(|a| a == word));
+    if let Some(s) = exact {
+        return Ok(s);
+    }
+    let candidates: Vec<&Command> = if word.is_empty() {
+        Vec::new()
+    } else {
+        visible(cmd, in_help)
+            .filter(|s| s.get_name().starts_with(word))
+            .collect()
+    };
+    match candidates.as_slice() {
+        [one] => Ok(one),
+        [] => {
+            let mut e = CliError::usage(format!(
+                "unknown command '{word}' for '{}'; choose one of:",
+                path.join(" ")
+            ));
+            e.choices = choices(cmd, in_help, |_| true);
+            Err(e)
+        }
+        _ => {
+            let mut e = CliError::usage(format!(
+                "'{word}' is ambiguous for '{}'; it may be:",
+                path.join(" ")
+            ));
+            e.choices = choices(cmd, in_help, |s| s.get_name().starts_with(word));
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Exit;
+
+    fn args(s: &str) -> Vec<OsString> {
+        std::iter::once("bmcctl")
+            .chain(s.split_whitespace())
+            .map(OsString::from)
+            .collect()
+    }
+
+    fn res(s: &str) -> Result<String, CliError> {
+        resolve(&command(), &args(s)).map(|v| {
+            v.iter()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    #[test]
+    fn definitions_are_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn unique_prefixes_expand() {
+        assert_eq!(res("ch st").unwrap(), "chassis status");
+        assert_eq!(
+            res("c pow of --force").unwrap(),
+            "chassis power off --force"
+        );
+        assert_eq!(res("f l").unwrap(), "fan list");
+        assert_eq!(
+            res("f mo ma --level 5").unwrap(),
+            "fan mode manual --level 5"
+        );
+        assert_eq!(
+            res("ch pol s alwayson").unwrap(),
+            "chassis policy set alwayson"
+        );
+        assert_eq!(res("ch pol").unwrap(), "chassis policy");
+        assert_eq!(res("fan show f").unwrap(), "fan show f");
+    }
+
+    #[test]
+    fn option_values_are_not_taken_for_commands() {
+        assert_eq!(
+            res("--address unix:path=/x --timeout 5 ch st").unwrap(),
+            "--address unix:path=/x --timeout 5 chassis status"
+        );
+        assert_eq!(
+            res("--timeout=5 -yq ch st").unwrap(),
+            "--timeout=5 -yq chassis status"
+        );
+        assert_eq!(
+            res("ch pow --no-wait of --graceful-timeout 5").unwrap(),
+            "chassis power --no-wait off --graceful-timeout 5"
+        );
+        assert_eq!(res("-- ch").unwrap(), "-- ch");
+    }
+
+    #[test]
+    fn ambiguity_lists_the_matching_choices() {
+        let e = res("ch p").unwrap_err();
+        assert_eq!(e.exit, Exit::Usage);
+        assert_eq!(
+            e.message,
+            "'p' is ambiguous for 'bmcctl chassis'; it may be:"
+        );
+        let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["power", "policy"]);
+        assert!(e.choices.iter().all(|c| !c.about.is_empty()));
+    }
+
+    #[test]
+    fn unknown_words_list_every_choice() {
+        let e = res("chassis x").unwrap_err();
+        assert_eq!(e.exit, Exit::Usage);
+        assert!(e
+            .message
+            .starts_with("unknown command 'x' for 'bmcctl chassis'"));
+        let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["status", "power", "identify", "policy", "help"]);
+        let e = res("zz").unwrap_err();
+        assert_eq!(e.choices.len(), 3);
+    }
+
+    #[test]
+    fn missing_commands_list_the_choices() {
+        let e = res("chassis power").unwrap_err();
+        assert!(e
+            .message
+            .contains("missing command for 'bmcctl chassis power'"));
+        let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["on", "off", "cycle", "reset", "help"]);
+        assert!(res("").is_err());
+        assert!(res("--help").is_ok());
+        assert!(res("chassis -h").is_ok());
+        assert!(res("fan mode").is_ok());
+    }
+
+    #[test]
+    fn help_words_resolve_against_the_level() {
+        assert_eq!(res("help ch pow").unwrap(), "help chassis power");
+        assert!(res("help ch po").is_err());
+        assert_eq!(res("ch he pow").unwrap(), "chassis help power");
+    }
+
+    fn parse(s: &str) -> Result<(Cli, clap::ArgMatches), clap::Error> {
+        use clap::FromArgMatches;
+        let a = resolve(&command(), &args(s)).unwrap();
+        let m = command().try_get_matches_from(a)?;
+        Ok((Cli::from_arg_matches(&m)?, m))
+    }
+
+    #[test]
+    fn globals_work_anywhere() {
+        let (cli, m) = parse("ch st --json -y --address session --timeout 7").unwrap();
+        assert!(cli.global.json && cli.global.yes);
+        assert_eq!(cli.global.address, "session");
+        assert_eq!(call_timeout(&m), Some(7));
+        let (_, m) = parse("--timeout 3 ch st").unwrap();
+        assert_eq!(call_timeout(&m), Some(3));
+        let (_, m) = parse("ch st").unwrap();
+        assert_eq!(call_timeout(&m), None);
+    }
+
+    #[test]
+    fn manual_timeout_is_the_override_duration() {
+        let (cli, m) =
+            parse("--timeout 4 fan mode manual --level 60 --timeout 300 --fans a,b").unwrap();
+        assert_eq!(call_timeout(&m), Some(4));
+        let Cmd::Fan {
+            cmd:
+                FanCmd::Mode {
+                    action:
+                        Some(ModeAction::Manual {
+                            level,
+                            fans,
+                            timeout,
+                        }),
+                },
+        } = cli.command
+        else {
+            panic!("wrong command");
+        };
+        assert_eq!((level, timeout), (60, Some(300)));
+        assert_eq!(fans, ["a", "b"]);
+    }
+
+    #[test]
+    fn syntax_is_checked_by_clap() {
+        assert!(parse("fan mode manual --level 256").is_err());
+        assert!(parse("fan mode manual --level x").is_err());
+        assert!(parse("fan mode manual --level 255").is_ok());
+        assert!(parse("fan mode manual").is_err());
+        assert!(parse("ch pow off --force --graceful-timeout 3").is_err());
+        let (cli, _) = parse("ch pow of --no-wait").unwrap();
+        let Cmd::Chassis {
+            cmd: ChassisCmd::Power(p),
+        } = cli.command
+        else {
+            panic!("wrong command");
+        };
+        assert!(p.no_wait);
+    }
+
+    #[test]
+    fn json_is_detected_before_parsing() {
+        assert!(wants_json(&args("ch x --json")));
+        assert!(!wants_json(&args("ch x -- --json")));
+        assert!(!wants_json(&args("ch x")));
+    }
+}
