@@ -36,6 +36,8 @@ pub const CHASSIS_IFACE: &str = "org.bmcd.Chassis1";
 pub const FAN_IFACE: &str = "org.bmcd.Fan1";
 pub const COOLING_IFACE: &str = "org.bmcd.Cooling1";
 pub const SIMULATION_IFACE: &str = "org.bmcd.Simulation1";
+/// Re-authentication and identity; served at `ROOT_PATH`.
+pub const SESSION_IFACE: &str = "org.bmcd.Session1";
 /// Prefix of every error name the daemon returns.
 pub const ERROR_PREFIX: &str = "org.bmcd.Error";
 
@@ -279,6 +281,32 @@ pub trait Simulation {
     fn ambient(&self) -> zbus::Result<f64>;
     #[zbus(property)]
     fn host_responsive(&self) -> zbus::Result<bool>;
+}
+
+/// `org.bmcd.Session1` at `/org/bmcd`: who the caller is, and
+/// re-authentication for sensitive calls.
+///
+/// Sensitive methods (see the README's policy table) fail with
+/// `AuthenticationRequired` until the calling connection has authenticated.
+/// A grant belongs to the connection that authenticated: by default it is
+/// consumed by the next sensitive call, or it lasts for the daemon's
+/// configured number of seconds; it ends when the connection closes.
+#[zbus::proxy(
+    interface = "org.bmcd.Session1",
+    default_service = "org.bmcd",
+    default_path = "/org/bmcd",
+    gen_blocking = true
+)]
+pub trait Session {
+    /// Check `password` for the caller's own user (found from its uid) with
+    /// PAM. Errors: `AuthenticationFailed` (after a delay), `LockedOut`
+    /// (too many failures; the text says for how long), `InvalidArgument`
+    /// (password too long). Clients should wipe the password afterwards.
+    fn authenticate(&self, password: &str, options: Options<'_>) -> Result<()>;
+    /// The caller's uid, user name ("" if it has none) and role
+    /// (`Administrator`, `Operator` or `ReadOnly`).
+    #[zbus(name = "WhoAmI")]
+    fn who_am_i(&self) -> Result<(u32, String, String)>;
 }
 
 #[cfg(test)]

@@ -2,7 +2,10 @@
 //! `bmcd-api` to the controllers, plus the tasks that turn controller state
 //! changes into `PropertiesChanged` and signals.
 //!
-//! Invariants: every method validates its `options` (unknown keys are
+//! Invariants: every method starts with `self.auth.authorize(&hdr, IFACE,
+//! "Method")` (roles and re-authentication, see `auth`), before it reads its
+//! arguments or acts, so a refused call changes nothing; every method
+//! validates its `options` (unknown keys are
 //! `InvalidArgument`); every error is a named `org.bmcd.Error.*`; enum
 //! arguments are taken as strings and parsed here so that a bad word is an
 //! `InvalidArgument` naming the valid ones.
@@ -12,11 +15,16 @@ use std::sync::Arc;
 
 use bmcd_api::{
     CoolingMode, Error, Health, PowerOffMode, PowerState, RestorePolicy, Severity, Transition,
+    CHASSIS_IFACE, COOLING_IFACE, SESSION_IFACE, SIMULATION_IFACE,
 };
 use tokio::sync::{mpsc, watch};
+use zbus::message::Header;
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::OwnedValue;
 use zbus::{interface, Connection};
+use zeroize::Zeroizing;
+
+use crate::auth::Auth;
 
 use crate::chassis::{Chassis, ChassisState};
 use crate::cooling::{Cooling, CoolingState, Event};
@@ -39,42 +47,80 @@ fn parse<T: std::str::FromStr<Err = bmcd_api::UnknownVariant>>(s: &str) -> Resul
 }
 
 pub struct ChassisIface {
+    auth: Arc<Auth>,
     chassis: Arc<Chassis>,
     state: watch::Receiver<ChassisState>,
 }
 
 #[interface(name = "org.bmcd.Chassis1")]
 impl ChassisIface {
-    async fn power_on(&self, options: Options) -> Result<(), Error> {
+    async fn power_on(
+        &self,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth.authorize(&hdr, CHASSIS_IFACE, "PowerOn").await?;
         check_options(&options)?;
         self.chassis
             .request(Transition::On, PowerOffMode::Graceful, 0)
     }
 
-    async fn power_off(&self, mode: String, timeout: u32, options: Options) -> Result<(), Error> {
+    async fn power_off(
+        &self,
+        mode: String,
+        timeout: u32,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth.authorize(&hdr, CHASSIS_IFACE, "PowerOff").await?;
         check_options(&options)?;
         let mode: PowerOffMode = parse(&mode)?;
         self.chassis.request(Transition::Off, mode, timeout)
     }
 
-    async fn power_cycle(&self, options: Options) -> Result<(), Error> {
+    async fn power_cycle(
+        &self,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, CHASSIS_IFACE, "PowerCycle")
+            .await?;
         check_options(&options)?;
         self.chassis
             .request(Transition::Cycle, PowerOffMode::Force, 0)
     }
 
-    async fn reset(&self, options: Options) -> Result<(), Error> {
+    async fn reset(&self, options: Options, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
+        self.auth.authorize(&hdr, CHASSIS_IFACE, "Reset").await?;
         check_options(&options)?;
         self.chassis
             .request(Transition::Reset, PowerOffMode::Force, 0)
     }
 
-    async fn set_identify(&self, on: bool, seconds: u32, options: Options) -> Result<(), Error> {
+    async fn set_identify(
+        &self,
+        on: bool,
+        seconds: u32,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, CHASSIS_IFACE, "SetIdentify")
+            .await?;
         check_options(&options)?;
         self.chassis.set_identify(on, seconds).await
     }
 
-    async fn set_restore_policy(&self, policy: String, options: Options) -> Result<(), Error> {
+    async fn set_restore_policy(
+        &self,
+        policy: String,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, CHASSIS_IFACE, "SetRestorePolicy")
+            .await?;
         check_options(&options)?;
         let p: RestorePolicy = parse(&policy)?;
         self.chassis.set_policy(p)
@@ -148,6 +194,7 @@ impl FanIface {
 }
 
 pub struct CoolingIface {
+    auth: Arc<Auth>,
     cooling: Arc<Cooling>,
     state: watch::Receiver<CoolingState>,
 }
@@ -160,12 +207,21 @@ impl CoolingIface {
         fans: Vec<String>,
         timeout: u32,
         options: Options,
+        #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, COOLING_IFACE, "SetManual")
+            .await?;
         check_options(&options)?;
         self.cooling.set_manual(level, &fans, timeout)
     }
 
-    async fn set_auto(&self, options: Options) -> Result<(), Error> {
+    async fn set_auto(
+        &self,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth.authorize(&hdr, COOLING_IFACE, "SetAuto").await?;
         check_options(&options)?;
         self.cooling.set_auto();
         Ok(())
@@ -214,6 +270,7 @@ impl CoolingIface {
 }
 
 pub struct SimIface {
+    auth: Arc<Auth>,
     sim: Arc<Sim>,
 }
 
@@ -232,7 +289,11 @@ impl SimIface {
         &self,
         celsius: f64,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, SIMULATION_IFACE, "SetAmbient")
+            .await?;
         if !(-20.0..=60.0).contains(&celsius) {
             return Err(Error::InvalidArgument(format!(
                 "ambient {celsius} °C is outside -20..=60"
@@ -243,14 +304,30 @@ impl SimIface {
         Ok(())
     }
 
-    async fn set_fan_fault(&self, fan: String, failed: bool) -> Result<(), Error> {
+    async fn set_fan_fault(
+        &self,
+        fan: String,
+        failed: bool,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, SIMULATION_IFACE, "SetFanFault")
+            .await?;
         let i = self.fan_index(&fan)?;
         self.sim
             .set_fan_fault(i, failed)
             .map_err(|e| Error::Internal(e.to_string()))
     }
 
-    async fn set_sensor_fault(&self, sensor: String, lost: bool) -> Result<(), Error> {
+    async fn set_sensor_fault(
+        &self,
+        sensor: String,
+        lost: bool,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, SIMULATION_IFACE, "SetSensorFault")
+            .await?;
         let names = self.sim.sensor_names();
         let i = names.iter().position(|n| *n == sensor).ok_or_else(|| {
             Error::NotFound(format!(
@@ -267,7 +344,11 @@ impl SimIface {
         &self,
         responsive: bool,
         #[zbus(signal_emitter)] emitter: SignalEmitter<'_>,
+        #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
+        self.auth
+            .authorize(&hdr, SIMULATION_IFACE, "SetHostResponsive")
+            .await?;
         self.sim.set_host_responsive(responsive);
         self.host_responsive_changed(&emitter).await?;
         Ok(())
@@ -283,6 +364,42 @@ impl SimIface {
     }
 }
 
+/// `org.bmcd.Session1` at `/org/bmcd`: re-authentication and identity.
+pub struct SessionIface {
+    auth: Arc<Auth>,
+}
+
+#[interface(name = "org.bmcd.Session1")]
+impl SessionIface {
+    /// Run PAM for the caller's own user; on success the caller's
+    /// connection may make sensitive calls (one, or for a while).
+    async fn authenticate(
+        &self,
+        password: String,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        // Wiped when dropped, whichever way this returns.
+        let password = Zeroizing::new(password);
+        let caller = self
+            .auth
+            .authorize(&hdr, SESSION_IFACE, "Authenticate")
+            .await?;
+        check_options(&options)?;
+        self.auth.authenticate(&caller, password).await
+    }
+
+    /// The caller's uid, user name ("" if it has none) and role.
+    #[zbus(name = "WhoAmI")]
+    async fn who_am_i(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(u32, String, String), Error> {
+        let caller = self.auth.authorize(&hdr, SESSION_IFACE, "WhoAmI").await?;
+        Ok(self.auth.who(&caller))
+    }
+}
+
 /// Register every object on `conn` (the name is requested afterwards by
 /// the caller), and start the tasks that publish changes.
 pub async fn serve(
@@ -291,15 +408,20 @@ pub async fn serve(
     cooling: Arc<Cooling>,
     events: mpsc::UnboundedReceiver<Event>,
     sim: Option<Arc<Sim>>,
+    auth: Arc<Auth>,
 ) -> zbus::Result<()> {
     let server = conn.object_server();
     server
         .at(bmcd_api::ROOT_PATH, zbus::fdo::ObjectManager)
         .await?;
     server
+        .at(bmcd_api::ROOT_PATH, SessionIface { auth: auth.clone() })
+        .await?;
+    server
         .at(
             bmcd_api::CHASSIS_PATH,
             ChassisIface {
+                auth: auth.clone(),
                 state: chassis.subscribe(),
                 chassis: chassis.clone(),
             },
@@ -309,6 +431,7 @@ pub async fn serve(
         .at(
             bmcd_api::FANS_PATH,
             CoolingIface {
+                auth: auth.clone(),
                 state: cooling.subscribe(),
                 cooling: cooling.clone(),
             },
@@ -327,7 +450,9 @@ pub async fn serve(
             .await?;
     }
     if let Some(sim) = sim {
-        server.at(bmcd_api::SIM_PATH, SimIface { sim }).await?;
+        server
+            .at(bmcd_api::SIM_PATH, SimIface { auth, sim })
+            .await?;
     }
 
     tokio::spawn(publish_chassis(conn.clone(), chassis.subscribe()));
@@ -455,5 +580,89 @@ async fn publish_events(conn: Connection, mut rx: mpsc::UnboundedReceiver<Event>
         if let Err(e) = CoolingIface::event(&emitter, ev.severity, &ev.source, &ev.message).await {
             log::warn!("Event signal: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::policy::POLICY;
+    use std::collections::BTreeSet;
+    use zbus::object_server::Interface;
+
+    /// (interface, method) pairs of introspection XML.
+    fn methods(xml: &str) -> BTreeSet<(String, String)> {
+        let attr = |line: &str, tag: &str| {
+            line.trim()
+                .strip_prefix(tag)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_owned)
+        };
+        let mut iface = String::new();
+        let mut out = BTreeSet::new();
+        for line in xml.lines() {
+            if let Some(i) = attr(line, "<interface name=\"") {
+                iface = i;
+            } else if let Some(m) = attr(line, "<method name=\"") {
+                out.insert((iface.clone(), m));
+            }
+        }
+        out
+    }
+
+    /// Every method the daemon serves has exactly one row in the policy
+    /// table, and every row names a served method.
+    #[tokio::test]
+    async fn policy_covers_every_served_method() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/bmcd.json"))
+                .unwrap();
+        let cfg = crate::config::Config::parse(&text).unwrap();
+        let platform = crate::hw::build(&cfg.platform).unwrap();
+        let dir = std::env::temp_dir().join(format!("bmcd-policy-test-{}", std::process::id()));
+        let store = Arc::new(crate::store::Store::open(&dir).unwrap());
+        let chassis = Chassis::new(platform.power.clone(), cfg.chassis.clone(), store)
+            .await
+            .unwrap();
+        let (cooling, _events) = Cooling::new(
+            platform.fans.clone(),
+            platform.temps.clone(),
+            cfg.cooling.clone(),
+        );
+        let auth = Auth::new(cfg.auth.clone());
+        let mut xml = String::new();
+        ChassisIface {
+            auth: auth.clone(),
+            state: chassis.subscribe(),
+            chassis,
+        }
+        .introspect_to_writer(&mut xml, 0);
+        CoolingIface {
+            auth: auth.clone(),
+            state: cooling.subscribe(),
+            cooling: cooling.clone(),
+        }
+        .introspect_to_writer(&mut xml, 0);
+        FanIface {
+            index: 0,
+            name: "fan0".into(),
+            state: cooling.subscribe(),
+        }
+        .introspect_to_writer(&mut xml, 0);
+        SimIface {
+            auth: auth.clone(),
+            sim: platform.sim.clone().unwrap(),
+        }
+        .introspect_to_writer(&mut xml, 0);
+        SessionIface { auth }.introspect_to_writer(&mut xml, 0);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let served = methods(&xml);
+        assert!(served.len() >= 10, "{xml}");
+        let table: BTreeSet<(String, String)> = POLICY
+            .iter()
+            .map(|r| (r.interface.to_owned(), r.method.to_owned()))
+            .collect();
+        assert_eq!(served, table, "introspection and policy table differ");
     }
 }

@@ -21,6 +21,9 @@ pub struct Config {
     #[serde(default)]
     pub chassis: ChassisConfig,
     pub cooling: CoolingConfig,
+    /// Roles, re-authentication and brute-force limits.
+    #[serde(default)]
+    pub auth: AuthConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -357,6 +360,154 @@ fn d_manual_max() -> u32 {
     100_000_000
 }
 
+/// Who may do what, and how re-authentication works. Every number is
+/// configurable so that tests can run with short delays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// PAM service (a file in /etc/pam.d) used by `Session1.Authenticate`.
+    #[serde(default = "d_pam_service")]
+    pub pam_service: String,
+    /// Members of this group are Administrators (uid 0 always is).
+    #[serde(default = "d_admin_group")]
+    pub admin_group: String,
+    /// Members of this group are Operators.
+    #[serde(default = "d_operator_group")]
+    pub operator_group: String,
+    /// Sensitive calls need a fresh authentication. `false` turns the
+    /// requirement off (roles are still enforced): for test rigs only.
+    #[serde(default = "d_true")]
+    pub reauthenticate: bool,
+    /// How long a successful authentication lets the connection make
+    /// sensitive calls, seconds; 0 = exactly one sensitive call.
+    #[serde(default)]
+    pub grant_seconds: u32,
+    /// Every failed authentication answers only after this delay, ms.
+    #[serde(default = "d_failure_delay")]
+    pub failure_delay_ms: u64,
+    /// This many failures of one uid within `failure_window_s` lock it out.
+    #[serde(default = "d_max_failures")]
+    pub max_failures: u32,
+    #[serde(default = "d_failure_window")]
+    pub failure_window_s: u32,
+    /// How long a lockout lasts, seconds.
+    #[serde(default = "d_lockout")]
+    pub lockout_s: u32,
+    /// Longer passwords are refused without running PAM, bytes.
+    #[serde(default = "d_max_password")]
+    pub max_password_bytes: usize,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            pam_service: d_pam_service(),
+            admin_group: d_admin_group(),
+            operator_group: d_operator_group(),
+            reauthenticate: true,
+            grant_seconds: 0,
+            failure_delay_ms: d_failure_delay(),
+            max_failures: d_max_failures(),
+            failure_window_s: d_failure_window(),
+            lockout_s: d_lockout(),
+            max_password_bytes: d_max_password(),
+        }
+    }
+}
+
+fn d_pam_service() -> String {
+    "bmcd".into()
+}
+fn d_admin_group() -> String {
+    "bmc-admin".into()
+}
+fn d_operator_group() -> String {
+    "bmc-operator".into()
+}
+fn d_failure_delay() -> u64 {
+    2000
+}
+fn d_max_failures() -> u32 {
+    5
+}
+fn d_failure_window() -> u32 {
+    300
+}
+fn d_lockout() -> u32 {
+    300
+}
+fn d_max_password() -> usize {
+    512
+}
+
+/// Longest accepted duration of a grant, window or lockout: one day.
+const MAX_AUTH_SECONDS: u32 = 86_400;
+
+impl AuthConfig {
+    fn validate(&self) -> Result<(), String> {
+        let s = &self.pam_service;
+        if s.is_empty()
+            || s.len() > 64
+            || s.starts_with('.')
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(format!(
+                "auth.pam_service: '{s}' must be 1-64 characters of A-Z a-z 0-9 _ - . (a file name in /etc/pam.d)"
+            ));
+        }
+        for (field, g) in [
+            ("auth.admin_group", &self.admin_group),
+            ("auth.operator_group", &self.operator_group),
+        ] {
+            if g.is_empty()
+                || g.len() > 64
+                || g.bytes()
+                    .any(|b| b == 0 || b == b':' || b.is_ascii_whitespace())
+            {
+                return Err(format!("{field}: '{g}' is not a valid group name"));
+            }
+        }
+        if self.admin_group == self.operator_group {
+            return Err("auth.operator_group: must differ from auth.admin_group".into());
+        }
+        for (field, v) in [
+            ("auth.grant_seconds", self.grant_seconds),
+            ("auth.failure_window_s", self.failure_window_s),
+            ("auth.lockout_s", self.lockout_s),
+        ] {
+            if v > MAX_AUTH_SECONDS {
+                return Err(format!(
+                    "{field}: {v} is more than {MAX_AUTH_SECONDS} seconds"
+                ));
+            }
+        }
+        if self.failure_window_s == 0 || self.lockout_s == 0 {
+            return Err("auth.failure_window_s/lockout_s: must be at least 1".into());
+        }
+        if self.max_failures == 0 || self.max_failures > 1000 {
+            return Err(format!(
+                "auth.max_failures: {} is outside 1..=1000",
+                self.max_failures
+            ));
+        }
+        if self.failure_delay_ms > 60_000 {
+            return Err(format!(
+                "auth.failure_delay_ms: {} is more than 60000",
+                self.failure_delay_ms
+            ));
+        }
+        if self.max_password_bytes == 0 || self.max_password_bytes > 65_536 {
+            return Err(format!(
+                "auth.max_password_bytes: {} is outside 1..=65536",
+                self.max_password_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Curve {
@@ -490,6 +641,7 @@ impl Config {
                 "chassis.graceful_off_timeout_s: exceeds graceful_off_timeout_max_s".into(),
             );
         }
+        self.auth.validate()?;
         Ok(())
     }
 }
@@ -568,6 +720,53 @@ mod tests {
         let text = default_text().replacen("\"sensor\": \"cpu0\"", "\"sensor\": \"nope\"", 1);
         let e = Config::parse(&text).err().unwrap_or_default();
         assert!(e.contains("cooling.curves[") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn auth_defaults_and_limits() {
+        // A file without an `auth` section gets the defaults.
+        let text = default_text();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.remove("auth");
+        }
+        let c = Config::parse(&v.to_string());
+        assert!(c.is_ok(), "{:?}", c.err());
+        let a = c.map(|c| c.auth).unwrap_or_default();
+        assert_eq!(a.pam_service, "bmcd");
+        assert_eq!(
+            (a.admin_group.as_str(), a.operator_group.as_str()),
+            ("bmc-admin", "bmc-operator")
+        );
+        assert_eq!(
+            (a.max_failures, a.failure_window_s, a.lockout_s),
+            (5, 300, 300)
+        );
+        assert_eq!(
+            (a.failure_delay_ms, a.grant_seconds, a.max_password_bytes),
+            (2000, 0, 512)
+        );
+        assert!(a.reauthenticate);
+
+        for (bad, field) in [
+            (r#"{"pam_service": "../shadow"}"#, "auth.pam_service"),
+            (r#"{"pam_service": ""}"#, "auth.pam_service"),
+            (r#"{"max_failures": 0}"#, "auth.max_failures"),
+            (r#"{"lockout_s": 0}"#, "auth.failure_window_s/lockout_s"),
+            (r#"{"grant_seconds": 90000}"#, "auth.grant_seconds"),
+            (r#"{"max_password_bytes": 0}"#, "auth.max_password_bytes"),
+            (
+                r#"{"admin_group": "x", "operator_group": "x"}"#,
+                "auth.operator_group",
+            ),
+            (r#"{"bogus": 1}"#, "auth"),
+        ] {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("auth".into(), serde_json::from_str(bad).unwrap_or_default());
+            }
+            let e = Config::parse(&v.to_string()).err().unwrap_or_default();
+            assert!(e.starts_with(field), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! register every object → request `org.bmcd` → READY=1 → apply the
 //! power restore policy. SIGTERM/SIGINT stop it cleanly (exit 0).
 
+mod auth;
 mod bus;
 mod chassis;
 mod config;
@@ -33,6 +34,7 @@ Options:
   --state-dir DIR      override the configuration's state_dir
   --log TARGET         auto (syslog if /dev/log exists, default), stderr, syslog
   --verbose            log debug messages too
+  --print-policy       print the authorization table (Markdown) and exit
   -h, --help           show this help
   -V, --version        show the version
 ";
@@ -83,6 +85,10 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 }
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--print-policy" => {
+                print!("{}", auth::policy::markdown());
+                return Ok(Parsed::Exit(ExitCode::SUCCESS));
+            }
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
@@ -160,15 +166,21 @@ async fn run(args: Args) -> Result<(), String> {
         cfg.cooling.clone(),
     );
 
+    let auth = auth::Auth::new(cfg.auth.clone());
+
     let conn = connect(&args.bus)
         .await
         .map_err(|e| format!("cannot connect to the {} bus: {e}", args.bus))?;
+    auth.attach(&conn)
+        .await
+        .map_err(|e| format!("cannot watch the bus for departing callers: {e}"))?;
     bus::serve(
         &conn,
         chassis.clone(),
         cooling.clone(),
         events,
         platform.sim.clone(),
+        auth,
     )
     .await
     .map_err(|e| format!("cannot register objects: {e}"))?;
@@ -245,5 +257,6 @@ mod tests {
         assert!(p(&["--bogus"]).is_err());
         assert!(p(&["--bus"]).is_err());
         assert!(p(&["--log", "x"]).is_err());
+        assert!(matches!(p(&["--print-policy"]), Ok(Parsed::Exit(_))));
     }
 }

@@ -1,0 +1,365 @@
+//! Authorization and re-authentication.
+//!
+//! Every bus method starts with
+//! `self.auth.authorize(&hdr, IFACE, "Method").await?`, before it looks at
+//! its arguments or acts. `authorize`:
+//! 1. finds the method's row in the one policy table (`policy::POLICY`;
+//!    no row = refused, fail closed);
+//! 2. asks the bus driver who sent the message
+//!    (`GetConnectionCredentials` of the header's sender: UnixUserID and
+//!    UnixGroupIDs, which dbus-daemon takes from the socket), never trusting
+//!    anything the caller says;
+//! 3. maps uid and groups to a role and refuses a role below the row's
+//!    (`PermissionDenied`, naming the role needed);
+//! 4. for a sensitive row, consumes the connection's re-authentication
+//!    grant or refuses (`AuthenticationRequired`).
+//!
+//! `Session1.Authenticate` runs PAM for the caller's own user (from its
+//! uid), with a delay after every failure and a lockout per uid; success
+//! gives the caller's connection a grant (`grants`). Grants die with the
+//! connection: a task watches `NameOwnerChanged` and forgets unique names
+//! that disappear. Every attempt is logged with target `auth` (the
+//! authpriv facility); passwords are wiped after use (`Zeroizing`) and
+//! never logged or echoed.
+//!
+//! Nothing is cached per connection except the grant, so a vanished name
+//! leaves nothing usable behind.
+
+pub mod grants;
+pub mod identity;
+pub mod lockout;
+pub mod pam;
+pub mod policy;
+
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use bmcd_api::Error;
+use futures_lite::StreamExt;
+use zbus::fdo::DBusProxy;
+use zbus::message::Header;
+use zbus::names::{BusName, UniqueName};
+use zbus::Connection;
+use zeroize::Zeroizing;
+
+use crate::config::AuthConfig;
+use grants::{Grants, Kind};
+use identity::Groups;
+use lockout::{AfterFailure, Limits, Lockout};
+pub use policy::Role;
+
+/// The caller of one method, as the bus driver reported it.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Its unique bus name (`:1.42`).
+    pub conn: String,
+    pub uid: u32,
+    pub role: Role,
+}
+
+pub struct Auth {
+    cfg: AuthConfig,
+    groups: Groups,
+    grants: Mutex<Grants>,
+    lockout: Mutex<Lockout>,
+    /// One PAM conversation at a time.
+    pam: tokio::sync::Mutex<()>,
+    /// The bus driver, once attached to a connection.
+    bus: OnceLock<DBusProxy<'static>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn seconds(d: Duration) -> u64 {
+    // Round up: "locked out for another 0 s" would be confusing.
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl Auth {
+    /// Resolve the role groups; nothing else happens until `attach`.
+    pub fn new(cfg: AuthConfig) -> Arc<Auth> {
+        let groups = Groups::resolve(&cfg.admin_group, &cfg.operator_group);
+        if !cfg.reauthenticate {
+            log::warn!(
+                target: "auth",
+                "auth.reauthenticate is false: sensitive calls need no password (test rigs only)"
+            );
+        }
+        let limits = Limits {
+            max_failures: cfg.max_failures,
+            window: Duration::from_secs(u64::from(cfg.failure_window_s)),
+            lock_for: Duration::from_secs(u64::from(cfg.lockout_s)),
+        };
+        Arc::new(Auth {
+            groups,
+            grants: Mutex::new(Grants::default()),
+            lockout: Mutex::new(Lockout::new(limits)),
+            pam: tokio::sync::Mutex::new(()),
+            bus: OnceLock::new(),
+            cfg,
+        })
+    }
+
+    /// Use `conn`'s bus driver for caller credentials, and start forgetting
+    /// the grants of connections that leave the bus. Call before serving.
+    pub async fn attach(self: &Arc<Self>, conn: &Connection) -> zbus::Result<()> {
+        let proxy = DBusProxy::new(conn).await?;
+        // Subscribe before any grant can exist, so no departure is missed.
+        let mut gone = proxy.receive_name_owner_changed().await?;
+        let _ = self.bus.set(proxy);
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(sig) = gone.next().await {
+                let Ok(args) = sig.args() else { continue };
+                let BusName::Unique(name) = args.name() else {
+                    continue;
+                };
+                if args.new_owner().is_none() {
+                    let Some(auth) = me.upgrade() else { return };
+                    if lock(&auth.grants).forget(name.as_str()) {
+                        log::debug!(target: "auth", "{name} left the bus: its grant is gone");
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn bus(&self) -> Result<&DBusProxy<'static>, Error> {
+        self.bus
+            .get()
+            .ok_or_else(|| Error::Internal("authorization is not ready".into()))
+    }
+
+    /// Who sent the message of `hdr`, according to the bus driver.
+    async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, Error> {
+        let sender = hdr.sender().ok_or_else(|| {
+            Error::PermissionDenied("the message has no sender: cannot identify the caller".into())
+        })?;
+        let creds = self
+            .bus()?
+            .get_connection_credentials(BusName::Unique(sender.clone()))
+            .await
+            .map_err(|e| Error::Internal(format!("cannot identify the caller: {e}")))?;
+        let uid = creds.unix_user_id().ok_or_else(|| {
+            Error::PermissionDenied("the bus does not know the caller's uid".into())
+        })?;
+        let role = match creds.unix_group_ids() {
+            Some(gids) => self.groups.role_of(uid, gids),
+            None => {
+                // Older buses do not report groups: fall back to the group
+                // database for this uid.
+                log::debug!(target: "auth", "bus reports no UnixGroupIDs; using the group database");
+                let gids = tokio::task::spawn_blocking(move || identity::database_groups(uid))
+                    .await
+                    .unwrap_or_default();
+                self.groups.role_of(uid, &gids)
+            }
+        };
+        Ok(Caller {
+            conn: sender.to_string(),
+            uid,
+            role,
+        })
+    }
+
+    /// Decide whether the sender of `hdr` may call `interface.method` now.
+    /// Call first thing in every bus method: a refusal changes nothing.
+    pub async fn authorize(
+        &self,
+        hdr: &Header<'_>,
+        interface: &str,
+        method: &str,
+    ) -> Result<Caller, Error> {
+        let Some(rule) = policy::lookup(interface, method) else {
+            log::error!("no policy for {interface}.{method}: refused");
+            return Err(Error::PermissionDenied(format!(
+                "{interface}.{method} has no policy: refused"
+            )));
+        };
+        let caller = self.caller(hdr).await?;
+        if caller.role < rule.role {
+            log::warn!(
+                target: "auth",
+                "denied {interface}.{method} to uid {} ({}): needs {}",
+                caller.uid, caller.role, rule.role
+            );
+            return Err(Error::PermissionDenied(format!(
+                "{method} needs the {} role; uid {} has {}",
+                rule.role, caller.uid, caller.role
+            )));
+        }
+        if rule.sensitive && self.cfg.reauthenticate {
+            let ok = lock(&self.grants).consume(&caller.conn, caller.uid, Instant::now());
+            if !ok {
+                log::info!(
+                    target: "auth",
+                    "{interface}.{method} by uid {} needs re-authentication",
+                    caller.uid
+                );
+                return Err(Error::AuthenticationRequired(format!(
+                    "{method} is sensitive: authenticate first (org.bmcd.Session1.Authenticate)"
+                )));
+            }
+            log::info!(
+                target: "auth",
+                "{interface}.{method} by uid {} ({}) with a fresh authentication",
+                caller.uid, caller.conn
+            );
+        }
+        Ok(caller)
+    }
+
+    /// `Session1.Authenticate` for `caller` (already authorized).
+    pub async fn authenticate(
+        &self,
+        caller: &Caller,
+        password: Zeroizing<String>,
+    ) -> Result<(), Error> {
+        if password.len() > self.cfg.max_password_bytes {
+            return Err(Error::InvalidArgument(format!(
+                "the password is longer than {} bytes",
+                self.cfg.max_password_bytes
+            )));
+        }
+        if password.contains('\0') {
+            return Err(Error::InvalidArgument(
+                "the password contains a NUL byte".into(),
+            ));
+        }
+        let uid = caller.uid;
+        let user = identity::user_name(uid);
+        let who = user.clone().unwrap_or_else(|| "?".into());
+
+        // One conversation at a time; the lockout is checked and updated
+        // under the same lock, so parallel attempts cannot outrun it.
+        let result = {
+            let _one = self.pam.lock().await;
+            let locked = lock(&self.lockout).check(uid, Instant::now());
+            if let Err(left) = locked {
+                log::warn!(
+                    target: "auth",
+                    "authentication refused: user={who} uid={uid} locked out for another {} s",
+                    seconds(left)
+                );
+                Err(Error::LockedOut(format!(
+                    "too many failed attempts: uid {uid} is locked out for another {} s",
+                    seconds(left)
+                )))
+            } else {
+                self.run_pam(caller, user.as_deref(), password).await
+            }
+        };
+        if result.is_err() {
+            tokio::time::sleep(Duration::from_millis(self.cfg.failure_delay_ms)).await;
+        }
+        result
+    }
+
+    async fn run_pam(
+        &self,
+        caller: &Caller,
+        user: Option<&str>,
+        password: Zeroizing<String>,
+    ) -> Result<(), Error> {
+        let uid = caller.uid;
+        let outcome = match user {
+            None => pam::Outcome::Refused(format!("uid {uid} has no passwd entry")),
+            Some(user) => {
+                let service = self.cfg.pam_service.clone();
+                let user = user.to_owned();
+                tokio::task::spawn_blocking(move || pam::check(&service, &user, password))
+                    .await
+                    .unwrap_or_else(|e| pam::Outcome::Broken(format!("PAM task failed: {e}")))
+            }
+        };
+        let who = user.unwrap_or("?");
+        let now = Instant::now();
+        match outcome {
+            pam::Outcome::Success => {
+                lock(&self.lockout).success(uid);
+                let kind = match self.cfg.grant_seconds {
+                    0 => Kind::OneCall,
+                    s => Kind::Until(
+                        now.checked_add(Duration::from_secs(u64::from(s)))
+                            .unwrap_or(now),
+                    ),
+                };
+                {
+                    let mut g = lock(&self.grants);
+                    g.prune(now);
+                    g.grant(&caller.conn, uid, kind);
+                }
+                // The connection may have left between its call and now, after
+                // the NameOwnerChanged that would have cleared the grant.
+                if !self.still_connected(&caller.conn).await {
+                    lock(&self.grants).forget(&caller.conn);
+                }
+                log::info!(
+                    target: "auth",
+                    "authentication succeeded: user={who} uid={uid} connection={}",
+                    caller.conn
+                );
+                Ok(())
+            }
+            pam::Outcome::Refused(why) => {
+                let after = lock(&self.lockout).failure(uid, now);
+                log::warn!(
+                    target: "auth",
+                    "authentication failed: user={who} uid={uid} connection={} ({why})",
+                    caller.conn
+                );
+                match after {
+                    AfterFailure::Remaining(n) => Err(Error::AuthenticationFailed(format!(
+                        "authentication failed for {who}; {n} more failure{} will lock uid {uid} out",
+                        if n == 1 { "" } else { "s" }
+                    ))),
+                    AfterFailure::Locked(d) => {
+                        log::warn!(
+                            target: "auth",
+                            "uid {uid} ({who}) locked out for {} s after {} failures",
+                            seconds(d),
+                            self.cfg.max_failures
+                        );
+                        Err(Error::LockedOut(format!(
+                            "authentication failed for {who}; too many failures: uid {uid} is locked out for {} s",
+                            seconds(d)
+                        )))
+                    }
+                }
+            }
+            pam::Outcome::Broken(why) => {
+                log::error!(
+                    target: "auth",
+                    "authentication error: user={who} uid={uid} PAM service '{}': {why}",
+                    self.cfg.pam_service
+                );
+                Err(Error::Unavailable(format!(
+                    "authentication is not available (PAM service '{}' failed; see the log)",
+                    self.cfg.pam_service
+                )))
+            }
+        }
+    }
+
+    async fn still_connected(&self, conn: &str) -> bool {
+        let Ok(bus) = self.bus() else { return false };
+        let Ok(name) = UniqueName::try_from(conn) else {
+            return false;
+        };
+        bus.name_has_owner(BusName::Unique(name))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// `Session1.WhoAmI`: uid, user name ("" if none) and role.
+    pub fn who(&self, caller: &Caller) -> (u32, String, String) {
+        (
+            caller.uid,
+            identity::user_name(caller.uid).unwrap_or_default(),
+            caller.role.to_string(),
+        )
+    }
+}
