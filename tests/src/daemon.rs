@@ -1,0 +1,314 @@
+//! The daemon under test: `bmcd` with a quick test configuration, its own
+//! state directory and log, on a [`TestBus`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bmcd_api::zbus;
+use serde_json::{json, Value};
+
+use crate::bus::TestBus;
+use crate::tmp::TempDir;
+use crate::wait::{wait_until, POLL};
+
+/// How long the daemon may take to own its name.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the daemon may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `config/bmcd.json` with the timings shortened so that tests are quick,
+/// re-authentication off (see `auth.reauthenticate`), and `state_dir` set
+/// to `state_dir`.
+pub fn test_config(state_dir: &Path) -> Value {
+    let path = crate::workspace_root().join("config/bmcd.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()));
+    v["state_dir"] = json!(state_dir);
+    let p = &mut v["platform"];
+    p["power_on_delay_ms"] = json!(300);
+    p["host_shutdown_ms"] = json!(500);
+    p["force_off_hold_ms"] = json!(800);
+    if let Some(sensors) = p["sensors"].as_array_mut() {
+        for s in sensors {
+            // Fast thermal response: temperature steps settle in seconds.
+            s["tau_s"] = json!(1.5);
+        }
+    }
+    let c = &mut v["chassis"];
+    c["button_press_ms"] = json!(50);
+    c["reset_pulse_ms"] = json!(50);
+    c["cycle_off_ms"] = json!(200);
+    c["power_on_timeout_ms"] = json!(5000);
+    c["force_off_timeout_ms"] = json!(5000);
+    c["graceful_off_timeout_s"] = json!(10);
+    v["cooling"]["interval_ms"] = json!(200);
+    // Tests run as root (Administrator) without PAM: no re-authentication
+    // for sensitive calls, unless a test turns it back on.
+    if v.get("auth").is_none() {
+        v["auth"] = json!({});
+    }
+    v["auth"]["reauthenticate"] = json!(false);
+    v["auth"]["failure_delay_ms"] = json!(100);
+    v
+}
+
+/// A running `bmcd`; stopped with SIGTERM (then SIGKILL) on drop.
+pub struct Daemon {
+    dir: TempDir,
+    config: PathBuf,
+    state_dir: PathBuf,
+    log: PathBuf,
+    address: String,
+    conn: zbus::blocking::Connection,
+    child: Mutex<Option<Child>>,
+}
+
+impl Daemon {
+    /// Start with [`test_config`].
+    pub fn start(bus: &TestBus) -> Daemon {
+        Daemon::start_with(bus, |_| {})
+    }
+
+    /// Start with [`test_config`] changed by `tweak`.
+    pub fn start_with(bus: &TestBus, tweak: impl FnOnce(&mut Value)) -> Daemon {
+        let dir = TempDir::new("bmcd");
+        let mut cfg = test_config(&dir.join("state"));
+        tweak(&mut cfg);
+        Daemon::start_in(bus, dir, cfg)
+    }
+
+    /// Start with a complete configuration of the test's own (its
+    /// `state_dir` is replaced by the daemon's temporary one).
+    pub fn start_config(bus: &TestBus, cfg: Value) -> Daemon {
+        Daemon::start_in(bus, TempDir::new("bmcd"), cfg)
+    }
+
+    fn start_in(bus: &TestBus, dir: TempDir, mut cfg: Value) -> Daemon {
+        let state_dir = dir.join("state");
+        cfg["state_dir"] = json!(state_dir);
+        let config = dir.join("bmcd.json");
+        std::fs::write(
+            &config,
+            serde_json::to_string_pretty(&cfg).expect("serialise config"),
+        )
+        .expect("write config");
+        let d = Daemon {
+            log: dir.join("bmcd.log"),
+            dir,
+            config,
+            state_dir,
+            address: bus.address().to_owned(),
+            conn: bus.connect(),
+            child: Mutex::new(None),
+        };
+        d.start_again();
+        d
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Start the daemon again after [`Daemon::stop`] or [`Daemon::kill9`],
+    /// with the same configuration and state directory, and wait until it
+    /// owns `org.bmcd`.
+    pub fn start_again(&self) {
+        {
+            let mut child = self.child();
+            assert!(child.is_none(), "bmcd is already running");
+            let mut log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.log)
+                .expect("open daemon log");
+            let _ = writeln!(log, "===== harness: starting bmcd =====");
+            let c = Command::new(crate::bmcd_bin())
+                .arg("--config")
+                .arg(&self.config)
+                .arg("--bus")
+                .arg(&self.address)
+                .arg("--state-dir")
+                .arg(&self.state_dir)
+                .arg("--log")
+                .arg("stderr")
+                .arg("--verbose")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start bmcd: {e}"));
+            *child = Some(c);
+        }
+        self.wait_ready();
+    }
+
+    /// Wait until `org.bmcd` is owned by our process.
+    fn wait_ready(&self) {
+        let dbus = zbus::blocking::fdo::DBusProxy::new(&self.conn).expect("DBusProxy");
+        let pid = self.pid();
+        let start = Instant::now();
+        loop {
+            if let Some(code) = self.exit_code_now() {
+                panic!(
+                    "bmcd exited with {code:?} before owning {}; log:\n{}",
+                    bmcd_api::BUS_NAME,
+                    self.log_tail(40)
+                );
+            }
+            let owner = dbus
+                .get_connection_unix_process_id(bmcd_api::BUS_NAME.try_into().expect("bus name"))
+                .ok();
+            if owner == Some(pid) {
+                return;
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                panic!(
+                    "bmcd did not own {} within {READY_TIMEOUT:?}; log:\n{}",
+                    bmcd_api::BUS_NAME,
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// `Some(code)` if the process has exited (code -1 = killed by a
+    /// signal), `None` if it runs.
+    fn exit_code_now(&self) -> Option<i32> {
+        let mut child = self.child();
+        match child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(st))) => Some(st.code().unwrap_or(-1)),
+            Some(Ok(None)) => None,
+            Some(Err(_)) | None => Some(-1),
+        }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child()
+            .as_ref()
+            .map(Child::id)
+            .expect("bmcd is not running")
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&self) -> bool {
+        self.exit_code_now().is_none()
+    }
+
+    /// The whole log (stderr) of every run of this daemon.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the log.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// Its state directory (`state.json` lives there).
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    /// Its configuration file.
+    pub fn config_path(&self) -> &Path {
+        &self.config
+    }
+
+    /// Its temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.pid();
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped
+        // yet (we hold the Child), so the pid cannot have been reused.
+        unsafe {
+            libc::kill(pid as libc::pid_t, sig);
+        }
+    }
+
+    /// Wait until nobody owns `org.bmcd` (the bus has seen the exit).
+    fn wait_name_released(&self) {
+        let dbus = zbus::blocking::fdo::DBusProxy::new(&self.conn).expect("DBusProxy");
+        wait_until("org.bmcd to be released", READY_TIMEOUT, || {
+            !dbus
+                .name_has_owner(bmcd_api::BUS_NAME.try_into().expect("bus name"))
+                .unwrap_or(true)
+        });
+    }
+
+    /// Reap the child, with a deadline; returns its exit code (-1 = signal).
+    fn reap(&self, timeout: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(code) = self.exit_code_now() {
+                *self.child() = None;
+                return Some(code);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// SIGTERM, wait for the exit and for the name to be released; returns
+    /// the exit code (the daemon should exit 0).
+    pub fn stop(&self) -> i32 {
+        self.signal(libc::SIGTERM);
+        let code = self.reap(STOP_TIMEOUT).unwrap_or_else(|| {
+            self.signal(libc::SIGKILL);
+            let _ = self.reap(STOP_TIMEOUT);
+            panic!(
+                "bmcd did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
+                self.log_tail(40)
+            )
+        });
+        self.wait_name_released();
+        code
+    }
+
+    /// SIGKILL (no chance to clean up), then wait for the name to go.
+    pub fn kill9(&self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.reap(STOP_TIMEOUT);
+        self.wait_name_released();
+    }
+
+    /// A clean stop (asserting exit code 0) and a start on the same state.
+    pub fn restart(&self) {
+        let code = self.stop();
+        assert_eq!(
+            code,
+            0,
+            "bmcd did not exit 0 on SIGTERM; log:\n{}",
+            self.log_tail(40)
+        );
+        self.start_again();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child().is_none() {
+            return;
+        }
+        self.signal(libc::SIGTERM);
+        if self.reap(STOP_TIMEOUT).is_none() {
+            if let Some(c) = self.child().as_mut() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
