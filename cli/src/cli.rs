@@ -27,10 +27,20 @@ Examples:
   bmcctl --yes chassis power off --graceful-timeout 120
   bmcctl fan list --json
   bmcctl fan mode manual --level 60 --timeout 300
+  bmcctl --password-stdin chassis policy set AlwaysOn < password-file
   BMCCTL_ADDRESS=unix:path=/tmp/bus bmcctl chassis status
 
+Re-authentication: sensitive changes (power restore policy, manual fan
+override) need your password again; bmcd asks for it per change. On a
+terminal bmcctl prompts `Password for USER:` (3 tries). Scripts pass
+--password-stdin (the first line of stdin, read only when bmcd asks). With
+--no-ask-password, --json or no terminal, and without --password-stdin, such a
+change fails with exit 3. A password longer than 512 bytes is refused
+(exit 2) without being sent.
+
 Exit codes: 0 ok, 1 failure, 2 invalid argument or usage, 3 permission or
-authentication denied, 4 not found, 5 busy, 6 timeout.";
+authentication denied (also wrong password, locked out), 4 not found, 5 busy,
+6 timeout.";
 
 /// Command-line client of bmcd, the BMC management daemon.
 #[derive(Debug, Parser)]
@@ -75,6 +85,14 @@ pub struct Global {
     /// No output on success except the data asked for
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
+    /// When bmcd asks for re-authentication, read the password from the
+    /// first line of stdin (for scripts; never put it in argv)
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub password_stdin: bool,
+    /// Never prompt for a password: a change that needs re-authentication
+    /// fails (exit 3) unless --password-stdin is given
+    #[arg(long, global = true, help_heading = GLOBAL)]
+    pub no_ask_password: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +119,15 @@ Examples:
         #[command(subcommand)]
         cmd: FanCmd,
     },
+    /// Show who bmcd sees calling: uid, user name and role
+    #[command(after_help = "\
+Roles: Administrator (root or the admin group), Operator (the operator
+group), ReadOnly (anyone else).
+
+Examples:
+  bmcctl whoami
+  bmcctl whoami --json")]
+    Whoami,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,6 +170,8 @@ Examples:
     /// Show or set the power restore policy
     #[command(after_help = "\
 Policies: AlwaysOn, AlwaysOff, Restore, None (any case; the daemon checks).
+Setting it needs the Administrator role and your password again
+(re-authentication; see `bmcctl --help`).
 
 Examples:
   bmcctl chassis policy
@@ -214,13 +243,17 @@ pub enum PolicyAction {
     /// Show the power restore policy (the default)
     #[command(after_help = "Example:\n  bmcctl chassis policy get")]
     Get,
-    /// Set the power restore policy
+    /// Set the power restore policy (asks for your password again)
     #[command(after_help = "\
 VALUE is one of AlwaysOn, AlwaysOff, Restore, None (any case).
 
+Needs the Administrator role, and re-authentication: on a terminal bmcctl
+prompts for your password (3 tries); in scripts give --password-stdin.
+
 Examples:
   bmcctl chassis policy set AlwaysOn
-  bmcctl chassis policy set restore")]
+  bmcctl chassis policy set restore
+  bmcctl --password-stdin chassis policy set AlwaysOff < password-file")]
     Set {
         /// AlwaysOn, AlwaysOff, Restore or None
         #[arg(value_name = "VALUE")]
@@ -263,14 +296,19 @@ pub enum ModeAction {
     #[command(after_help = "Example:\n  bmcctl fan mode auto")]
     Auto,
     /// Drive fans at a fixed level until `fan mode auto` or the timeout
+    /// (asks for your password again)
     #[command(after_help = "\
 The daemon checks the level and timeout ranges. Here --timeout is the
 override's duration; give the call timeout before `manual` if needed
 (bmcctl --timeout 5 fan mode manual ...).
 
+Needs the Administrator role, and re-authentication: on a terminal bmcctl
+prompts for your password (3 tries); in scripts give --password-stdin.
+
 Examples:
   bmcctl fan mode manual --level 60
-  bmcctl fan mode manual --level 100 --fans fan0,fan1 --timeout 300")]
+  bmcctl fan mode manual --level 100 --fans fan0,fan1 --timeout 300
+  bmcctl --password-stdin fan mode manual --level 80 < password-file")]
     Manual {
         /// Duty cycle in percent
         #[arg(long, value_name = "PCT")]
@@ -574,7 +612,8 @@ mod tests {
         let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["status", "power", "identify", "policy", "help"]);
         let e = res("zz").unwrap_err();
-        assert_eq!(e.choices.len(), 3);
+        let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["chassis", "fan", "whoami", "help"]);
     }
 
     #[test]
@@ -615,6 +654,50 @@ mod tests {
         assert_eq!(call_timeout(&m), Some(3));
         let (_, m) = parse("ch st").unwrap();
         assert_eq!(call_timeout(&m), None);
+    }
+
+    #[test]
+    fn password_options_are_global_flags() {
+        let (cli, _) = parse("ch pol set AlwaysOn --password-stdin").unwrap();
+        assert!(cli.global.password_stdin && !cli.global.no_ask_password);
+        let (cli, _) = parse("--no-ask-password f mo ma --level 5").unwrap();
+        assert!(cli.global.no_ask_password && !cli.global.password_stdin);
+        let (cli, _) = parse("fan --password-stdin mode --no-ask-password auto").unwrap();
+        assert!(cli.global.password_stdin && cli.global.no_ask_password);
+        // Flags: the word after them is still a command word.
+        assert_eq!(
+            res("--password-stdin ch pol s x").unwrap(),
+            "--password-stdin chassis policy set x"
+        );
+        // There is no option that takes a password on the command line.
+        let rejected = |s: &str| match resolve(&command(), &args(s)) {
+            Ok(a) => command().try_get_matches_from(a).is_err(),
+            Err(_) => true,
+        };
+        assert!(rejected("--password secret ch st"));
+        assert!(rejected("--password-stdin=secret ch st"));
+        assert!(!rejected("--password-stdin ch st"));
+        let (cli, _) = parse("w").unwrap();
+        assert!(matches!(cli.command, Cmd::Whoami));
+    }
+
+    #[test]
+    fn help_mentions_re_authentication() {
+        let mut cmd = command();
+        let root = cmd.render_long_help().to_string();
+        assert!(root.contains("--password-stdin"), "{root}");
+        assert!(root.contains("--no-ask-password"), "{root}");
+        assert!(root.contains("Re-authentication"), "{root}");
+        for path in [["chassis", "policy", "set"], ["fan", "mode", "manual"]] {
+            let mut c = command();
+            let mut sub = &mut c;
+            for p in path {
+                sub = sub.find_subcommand_mut(p).unwrap();
+            }
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains("re-authentication"), "{help}");
+            assert!(help.contains("--password-stdin"), "{help}");
+        }
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! Connecting to the bus (bounded in time) and the one gateway every daemon
-//! call goes through.
+//! call goes through, which also re-authenticates when bmcd asks for it.
 
+use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use bmcd_api::zbus;
-use bmcd_api::{ChassisProxyBlocking, CoolingProxyBlocking};
+use bmcd_api::{ChassisProxyBlocking, CoolingProxyBlocking, Options, SessionProxyBlocking};
 use zbus::blocking::connection::Builder;
 use zbus::blocking::fdo::ObjectManagerProxy;
 use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
 
+use crate::auth;
 use crate::error::{self, names, CliError, ErrCtx, Exit};
 
 /// Which bus to talk to (`--address`, `$BMCCTL_ADDRESS`).
@@ -45,13 +48,19 @@ impl BusAddress {
 pub struct Client {
     conn: Connection,
     cx: ErrCtx,
+    auth: auth::Policy,
 }
 
 /// Connect to `address`. zbus's `build()` has no timeout of its own (a bus
 /// that accepts the socket but never answers would hang it), so the connect
 /// runs in a helper thread and we wait for it at most `timeout`. Each method
 /// call is bounded by the same `timeout` through zbus's method timeout.
-pub fn connect(address: &BusAddress, timeout: Duration) -> Result<Client, CliError> {
+/// `auth` decides how a password is obtained when bmcd asks for one.
+pub fn connect(
+    address: &BusAddress,
+    timeout: Duration,
+    auth: auth::Policy,
+) -> Result<Client, CliError> {
     let cx = ErrCtx {
         bus: address.describe(),
         timeout,
@@ -73,7 +82,7 @@ pub fn connect(address: &BusAddress, timeout: Duration) -> Result<Client, CliErr
         ));
     }
     match rx.recv_timeout(timeout) {
-        Ok(Ok(conn)) => Ok(Client { conn, cx }),
+        Ok(Ok(conn)) => Ok(Client { conn, cx, auth }),
         Ok(Err(e)) => Err(error::from_zbus(&e, &cx)),
         Err(mpsc::RecvTimeoutError::Timeout) => Err(CliError::new(
             names::TIMEOUT,
@@ -104,14 +113,70 @@ impl Client {
     /// Every call to the daemon goes through here: it runs `f` on the
     /// connection and maps any failure to a [`CliError`] with its exit code.
     ///
-    /// This is the place for policies that apply to every call (a later
-    /// change retries once after password re-authentication when the daemon
-    /// answers `org.bmcd.Error.AuthenticationRequired`).
+    /// When bmcd answers `org.bmcd.Error.AuthenticationRequired`, a password
+    /// is obtained as [`auth`] decides, `Session1.Authenticate` is called on
+    /// this same connection (the grant belongs to it and, by default, covers
+    /// one sensitive call), and `f` runs once more; a second
+    /// `AuthenticationRequired` is reported as it is (exit 3).
+    ///
+    /// `f` may therefore run twice. bmcd refuses a sensitive call before it
+    /// changes anything, so a closure whose sensitive call is its first
+    /// mutating call is safe to repeat; keep it that way.
     pub fn call<T>(
         &self,
         mut f: impl FnMut(&Connection) -> bmcd_api::Result<T>,
     ) -> Result<T, CliError> {
-        f(&self.conn).map_err(|e| error::from_api(&e, &self.cx))
+        match f(&self.conn) {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let e = error::from_api(&e, &self.cx);
+                if e.name != names::AUTHENTICATION_REQUIRED {
+                    return Err(e);
+                }
+                self.reauthenticate()?;
+                f(&self.conn).map_err(|e| error::from_api(&e, &self.cx))
+            }
+        }
+    }
+
+    /// Get a password and authenticate this connection with it.
+    fn reauthenticate(&self) -> Result<(), CliError> {
+        let mut passwords = auth::passwords(self.auth)?;
+        let session = session(&self.conn).map_err(|e| error::from_zbus(&e, &self.cx))?;
+        auth::reauthenticate(
+            passwords.as_mut(),
+            &mut || self.user_label(),
+            // zbus copies the password into the message buffer it sends;
+            // that buffer is freed without being wiped (out of our reach).
+            &mut |password| {
+                session
+                    .authenticate(password, Options::new())
+                    .map_err(|e| error::from_api(&e, &self.cx))
+            },
+            &mut io::stderr(),
+        )
+    }
+
+    /// `WhoAmI` through this connection: uid, user name, role.
+    pub fn who_am_i(&self) -> Result<(u32, String, String), CliError> {
+        self.call(|c| session(c)?.who_am_i())
+    }
+
+    /// The user for the password prompt: the name bmcd knows, else its uid,
+    /// else our own uid. Asked directly, not through [`Client::call`]
+    /// (which calls this).
+    fn user_label(&self) -> String {
+        let who = session(&self.conn)
+            .map_err(bmcd_api::Error::from)
+            .and_then(|s| s.who_am_i());
+        match who {
+            Ok((_, name, _)) if !name.is_empty() => name,
+            Ok((uid, _, _)) => format!("uid {uid}"),
+            Err(_) => match std::fs::metadata("/proc/self") {
+                Ok(m) => format!("uid {}", m.uid()),
+                Err(_) => "your user".to_owned(),
+            },
+        }
     }
 }
 
@@ -129,6 +194,12 @@ pub fn cooling(conn: &Connection) -> zbus::Result<CoolingProxyBlocking<'static>>
         .build()
 }
 
+pub fn session(conn: &Connection) -> zbus::Result<SessionProxyBlocking<'static>> {
+    SessionProxyBlocking::builder(conn)
+        .cache_properties(CacheProperties::No)
+        .build()
+}
+
 pub fn object_manager(conn: &Connection) -> zbus::Result<ObjectManagerProxy<'static>> {
     ObjectManagerProxy::builder(conn)
         .destination(bmcd_api::BUS_NAME)?
@@ -140,6 +211,13 @@ pub fn object_manager(conn: &Connection) -> zbus::Result<ObjectManagerProxy<'sta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NO_ASK: auth::Policy = auth::Policy {
+        password_stdin: false,
+        no_ask_password: true,
+        json: false,
+        stdin_is_terminal: false,
+    };
 
     #[test]
     fn addresses() {
@@ -154,7 +232,7 @@ mod tests {
     #[test]
     fn connecting_to_a_missing_socket_fails_fast() {
         let a = BusAddress::parse("unix:path=/nonexistent/bmcctl-test-socket");
-        let r = connect(&a, Duration::from_secs(5));
+        let r = connect(&a, Duration::from_secs(5), NO_ASK);
         let e = r.err().map(|e| (e.exit, e.message));
         let (exit, msg) = e.unwrap_or((Exit::Ok, String::new()));
         assert_eq!(exit, Exit::Failure);
@@ -171,7 +249,9 @@ mod tests {
         let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
         let a = BusAddress::parse(&format!("unix:path={}", path.display()));
         let start = std::time::Instant::now();
-        let e = connect(&a, Duration::from_millis(500)).err().unwrap();
+        let e = connect(&a, Duration::from_millis(500), NO_ASK)
+            .err()
+            .unwrap();
         assert_eq!(e.exit, Exit::Timeout);
         assert!(start.elapsed() < Duration::from_secs(3));
         let _ = std::fs::remove_dir_all(&dir);

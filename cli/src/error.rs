@@ -6,8 +6,8 @@
 //! |-----:|---------|
 //! | 0 | success (also `--help`, `--version`) |
 //! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, cannot connect to the bus, a transition ended in the wrong state, the operator answered "no" |
-//! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs` |
-//! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired`, `AuthenticationFailed`, `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy) |
+//! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, a password bmcd could never accept (longer than 512 bytes, not UTF-8, a NUL byte; refused without sending it), `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs` |
+//! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired` (also when no password may be asked for: no terminal, `--json` or `--no-ask-password` without `--password-stdin`), `AuthenticationFailed` (wrong password, after the last try), `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy) |
 //! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` |
 //! | 5 | busy: `org.bmcd.Error.Busy` (another transition is under way) |
 //! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout`, a power command's wait bound passed |
@@ -69,6 +69,11 @@ pub mod names {
     pub const TIMEOUT: &str = "bmcctl.Error.Timeout";
     pub const UNEXPECTED_STATE: &str = "bmcctl.Error.UnexpectedState";
     pub const PROTOCOL: &str = "bmcctl.Error.Protocol";
+    /// A password refused locally (too long, not UTF-8, NUL); never sent.
+    pub const PASSWORD: &str = "bmcctl.Error.Password";
+    pub const AUTHENTICATION_REQUIRED: &str = "org.bmcd.Error.AuthenticationRequired";
+    pub const AUTHENTICATION_FAILED: &str = "org.bmcd.Error.AuthenticationFailed";
+    pub const LOCKED_OUT: &str = "org.bmcd.Error.LockedOut";
     pub const NOT_FOUND: &str = "org.bmcd.Error.NotFound";
     pub const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
     pub const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";

@@ -4,6 +4,7 @@
 //! clap, run the command ([`commands`]), hand its output to [`output`], exit
 //! with the code of [`error::Exit`] (documented in [`error`]).
 
+mod auth;
 mod cli;
 mod commands;
 mod confirm;
@@ -50,6 +51,7 @@ fn run(args: Vec<OsString>) -> i32 {
         timeout: Duration::from_secs(u64::from(
             cli::call_timeout(&matches).unwrap_or(cli::DEFAULT_TIMEOUT_S),
         )),
+        auth: auth::Policy::from_env(g.password_stdin, g.no_ask_password, g.json),
     };
     let mode = output::Mode {
         json: g.json,

@@ -4,9 +4,11 @@
 
 pub mod chassis;
 pub mod fan;
+pub mod whoami;
 
 use std::time::Duration;
 
+use crate::auth;
 use crate::cli::Cmd;
 use crate::confirm;
 use crate::conn::{self, BusAddress, Client};
@@ -21,12 +23,14 @@ pub struct Ctx {
     pub yes: bool,
     pub address: BusAddress,
     pub timeout: Duration,
+    /// How to get a password when bmcd asks for re-authentication.
+    pub auth: auth::Policy,
 }
 
 impl Ctx {
     /// Connect to the daemon's bus (bounded by `--timeout`).
     pub fn connect(&self) -> Result<Client, CliError> {
-        conn::connect(&self.address, self.timeout)
+        conn::connect(&self.address, self.timeout, self.auth)
     }
 
     /// Confirm a disruptive action (see [`confirm`]).
@@ -43,5 +47,6 @@ pub fn run(cmd: Cmd, ctx: &Ctx) -> Result<Output, CliError> {
     match cmd {
         Cmd::Chassis { cmd } => chassis::run(cmd, ctx),
         Cmd::Fan { cmd } => fan::run(cmd, ctx),
+        Cmd::Whoami => whoami::run(ctx),
     }
 }
