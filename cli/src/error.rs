@@ -155,6 +155,15 @@ pub fn from_named(name: &str, message: &str, cx: &ErrCtx) -> CliError {
             format!("bmcd is not running on {}", cx.bus),
             Exit::Failure,
         ),
+        // dbus-daemon's own refusal text ("Rejected send message, 2 matched
+        // rules; type=…") tells an admin nothing useful.
+        "org.freedesktop.DBus.Error.AccessDenied" => CliError::new(
+            name,
+            "permission denied by the D-Bus policy: changes need root or membership in the \
+             bmc-operator or bmc-admin group (see `bmcctl whoami`)"
+                .to_owned(),
+            Exit::Denied,
+        ),
         "org.freedesktop.DBus.Error.NoReply"
         | "org.freedesktop.DBus.Error.Timeout"
         | "org.freedesktop.DBus.Error.TimedOut" => CliError::new(

@@ -464,7 +464,7 @@ pub fn emit(out: &Output, mode: Mode) {
     if text.is_empty() {
         return;
     }
-    if !mode.no_pager && io::stdout().is_terminal() {
+    if !mode.no_pager && io::stdout().is_terminal() && crate::pager::taller_than_terminal(&text) {
         if let Some(cmd) = crate::pager::command_from_env() {
             if crate::pager::page(&cmd, &text) {
                 return;

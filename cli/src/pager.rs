@@ -28,6 +28,27 @@ pub fn choose(bmcctl_pager: Option<&str>, pager: Option<&str>) -> Option<Vec<Str
     }
 }
 
+/// Whether `text` has more lines than the terminal on stdout shows at once
+/// (a pager for a screenful only gets in the way; `less -F` would quit at
+/// once anyway, but not on every terminal type). Unknown size: assume 24.
+pub fn taller_than_terminal(text: &str) -> bool {
+    let rows = terminal_rows().unwrap_or(24);
+    text.lines().count() >= usize::from(rows.max(2)) - 1
+}
+
+fn terminal_rows() -> Option<u16> {
+    // SAFETY: TIOCGWINSZ fills a plain `winsize` struct we own; a failing
+    // ioctl leaves it untouched and returns -1.
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some(ws.ws_row)
+}
+
 /// Feed `text` to the pager and wait for it. Returns false if the pager
 /// could not be started (then the caller prints the text itself).
 pub fn page(argv: &[String], text: &str) -> bool {

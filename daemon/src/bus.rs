@@ -118,11 +118,13 @@ impl ChassisIface {
         options: Options,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(&hdr, CHASSIS_IFACE, "SetRestorePolicy")
+        let (_, p) = self
+            .auth
+            .authorize_with(&hdr, CHASSIS_IFACE, "SetRestorePolicy", || {
+                check_options(&options)?;
+                parse::<RestorePolicy>(&policy)
+            })
             .await?;
-        check_options(&options)?;
-        let p: RestorePolicy = parse(&policy)?;
         self.chassis.set_policy(p)
     }
 
@@ -209,11 +211,14 @@ impl CoolingIface {
         options: Options,
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
-        self.auth
-            .authorize(&hdr, COOLING_IFACE, "SetManual")
+        let (_, request) = self
+            .auth
+            .authorize_with(&hdr, COOLING_IFACE, "SetManual", || {
+                check_options(&options)?;
+                self.cooling.check_manual(level, &fans, timeout)
+            })
             .await?;
-        check_options(&options)?;
-        self.cooling.set_manual(level, &fans, timeout)
+        self.cooling.set_manual(request)
     }
 
     async fn set_auto(

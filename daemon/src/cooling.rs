@@ -67,6 +67,14 @@ struct Manual {
     expires: Option<Instant>,
 }
 
+/// A manual override request that passed validation.
+#[derive(Debug, Clone)]
+pub struct ManualRequest {
+    level: u8,
+    fans: Vec<usize>,
+    timeout_s: u32,
+}
+
 /// Consecutive good/bad counter with a latched verdict.
 #[derive(Debug, Clone, Default)]
 struct Debounce {
@@ -251,8 +259,13 @@ impl Cooling {
         });
     }
 
-    /// Start a manual override. Takes effect at the next period.
-    pub fn set_manual(&self, level: u8, fans: &[String], timeout_s: u32) -> Result<(), Error> {
+    /// Validate a manual override request without acting on it.
+    pub fn check_manual(
+        &self,
+        level: u8,
+        fans: &[String],
+        timeout_s: u32,
+    ) -> Result<ManualRequest, Error> {
         if level > 100 {
             return Err(Error::InvalidArgument(format!(
                 "level {level} is outside 0..=100 percent"
@@ -277,15 +290,29 @@ impl Cooling {
                 }
             }
         }
+        if idx.is_empty() {
+            idx = (0..self.fan_names.len()).collect();
+        }
+        Ok(ManualRequest {
+            level,
+            fans: idx,
+            timeout_s,
+        })
+    }
+
+    /// Start a validated manual override. Takes effect at the next period.
+    pub fn set_manual(&self, req: ManualRequest) -> Result<(), Error> {
+        let ManualRequest {
+            level,
+            fans: idx,
+            timeout_s,
+        } = req;
         let mut inner = self.lock();
         if inner.in_failsafe {
             return Err(Error::NotAllowed(format!(
                 "the fans are in failsafe ({}); manual control is refused until it clears",
                 self.state.borrow().failsafe_reason
             )));
-        }
-        if idx.is_empty() {
-            idx = (0..self.fan_names.len()).collect();
         }
         let (expires, expires_ms) = if timeout_s == 0 {
             (None, 0)

@@ -66,6 +66,8 @@ pub struct Daemon {
     address: String,
     conn: zbus::blocking::Connection,
     child: Mutex<Option<Child>>,
+    /// Extra environment variables of the daemon process.
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -79,16 +81,23 @@ impl Daemon {
         let dir = TempDir::new("bmcd");
         let mut cfg = test_config(&dir.join("state"));
         tweak(&mut cfg);
-        Daemon::start_in(bus, dir, cfg)
+        Daemon::start_in(bus, dir, cfg, Vec::new())
     }
 
     /// Start with a complete configuration of the test's own (its
     /// `state_dir` is replaced by the daemon's temporary one).
     pub fn start_config(bus: &TestBus, cfg: Value) -> Daemon {
-        Daemon::start_in(bus, TempDir::new("bmcd"), cfg)
+        Daemon::start_in(bus, TempDir::new("bmcd"), cfg, Vec::new())
     }
 
-    fn start_in(bus: &TestBus, dir: TempDir, mut cfg: Value) -> Daemon {
+    /// Like [`Daemon::start_config`], with extra environment variables for
+    /// the daemon process (e.g. pam_wrapper's, see [`crate::security::Pam::env`]);
+    /// they apply to every (re)start.
+    pub fn start_config_env(bus: &TestBus, cfg: Value, env: Vec<(String, String)>) -> Daemon {
+        Daemon::start_in(bus, TempDir::new("bmcd"), cfg, env)
+    }
+
+    fn start_in(bus: &TestBus, dir: TempDir, mut cfg: Value, env: Vec<(String, String)>) -> Daemon {
         let state_dir = dir.join("state");
         cfg["state_dir"] = json!(state_dir);
         let config = dir.join("bmcd.json");
@@ -105,6 +114,7 @@ impl Daemon {
             address: bus.address().to_owned(),
             conn: bus.connect(),
             child: Mutex::new(None),
+            env,
         };
         d.start_again();
         d
@@ -137,6 +147,7 @@ impl Daemon {
                 .arg("--log")
                 .arg("stderr")
                 .arg("--verbose")
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log fd"))
                 .stderr(log)

@@ -89,6 +89,16 @@ impl Env {
         }
     }
 
+    /// A daemon already started on `bus` (e.g. a system-like bus, or a
+    /// daemon with extra environment variables).
+    pub fn from_parts(bus: TestBus, daemon: Daemon) -> Env {
+        Env {
+            conn: bus.connect(),
+            daemon,
+            bus,
+        }
+    }
+
     /// The client connection of the test.
     pub fn conn(&self) -> &Connection {
         &self.conn

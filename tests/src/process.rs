@@ -66,14 +66,34 @@ impl Run {
 /// Run `cmd` with stdin closed (no terminal) and stdout/stderr captured;
 /// kill it and panic if it has not finished within `timeout`.
 pub fn run(cmd: &mut Command, timeout: Duration) -> Run {
+    run_inner(cmd, None, timeout)
+}
+
+/// Like [`run`], with `input` on stdin (a pipe, closed after `input`).
+pub fn run_input(cmd: &mut Command, input: &[u8], timeout: Duration) -> Run {
+    run_inner(cmd, Some(input.to_vec()), timeout)
+}
+
+fn run_inner(cmd: &mut Command, input: Option<Vec<u8>>, timeout: Duration) -> Run {
     let cmdline = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmdline}: {e}"));
+    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
+        // A writer thread: the command may exit without reading it all.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let reader = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut buf = Vec::new();

@@ -81,6 +81,13 @@ impl Auth {
     /// Resolve the role groups; nothing else happens until `attach`.
     pub fn new(cfg: AuthConfig) -> Arc<Auth> {
         let groups = Groups::resolve(&cfg.admin_group, &cfg.operator_group);
+        if cfg.reauthenticate && !pam::service_configured(&cfg.pam_service) {
+            log::error!(
+                target: "auth",
+                "PAM service '{}' is not configured: sensitive calls will be refused until /etc/pam.d/{0} is installed",
+                cfg.pam_service
+            );
+        }
         if !cfg.reauthenticate {
             log::warn!(
                 target: "auth",
@@ -173,6 +180,23 @@ impl Auth {
         interface: &str,
         method: &str,
     ) -> Result<Caller, Error> {
+        self.authorize_with(hdr, interface, method, || Ok(()))
+            .await
+            .map(|(caller, ())| caller)
+    }
+
+    /// `authorize`, with the call's arguments checked by `validate` after
+    /// the role check and before a re-authentication grant is used: a
+    /// sensitive call with a bad argument is refused without costing the
+    /// caller its grant (or a password prompt, since `AuthenticationRequired`
+    /// comes only for calls that would otherwise be carried out).
+    pub async fn authorize_with<T>(
+        &self,
+        hdr: &Header<'_>,
+        interface: &str,
+        method: &str,
+        validate: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<(Caller, T), Error> {
         let Some(rule) = policy::lookup(interface, method) else {
             log::error!("no policy for {interface}.{method}: refused");
             return Err(Error::PermissionDenied(format!(
@@ -191,6 +215,7 @@ impl Auth {
                 rule.role, caller.uid, caller.role
             )));
         }
+        let value = validate()?;
         if rule.sensitive && self.cfg.reauthenticate {
             let ok = lock(&self.grants).consume(&caller.conn, caller.uid, Instant::now());
             if !ok {
@@ -209,7 +234,7 @@ impl Auth {
                 caller.uid, caller.conn
             );
         }
-        Ok(caller)
+        Ok((caller, value))
     }
 
     /// `Session1.Authenticate` for `caller` (already authorized).
@@ -228,6 +253,17 @@ impl Auth {
             return Err(Error::InvalidArgument(
                 "the password contains a NUL byte".into(),
             ));
+        }
+        if !pam::service_configured(&self.cfg.pam_service) {
+            log::error!(
+                target: "auth",
+                "PAM service '{}' is not configured (no /etc/pam.d/{0}): authentication refused without counting a failure",
+                self.cfg.pam_service
+            );
+            return Err(Error::Unavailable(format!(
+                "authentication is not available: PAM service '{}' is not installed",
+                self.cfg.pam_service
+            )));
         }
         let uid = caller.uid;
         let user = identity::user_name(uid);

@@ -99,6 +99,24 @@ fn classify(stage: &str, e: ErrorCode) -> Outcome {
     }
 }
 
+/// Whether a PAM configuration for `service` exists where Linux-PAM looks
+/// (`/etc/pam.d`, the vendor directory `/usr/lib/pam.d`, or the service
+/// directory of pam_wrapper in tests). Without one, PAM silently uses the
+/// `other` service, which refuses everything: a correct password would
+/// look wrong and count towards a lockout.
+pub fn service_configured(service: &str) -> bool {
+    if service.is_empty() || service.contains('/') {
+        return false;
+    }
+    let mut dirs: Vec<std::path::PathBuf> = vec!["/etc/pam.d".into(), "/usr/lib/pam.d".into()];
+    if std::env::var_os("PAM_WRAPPER").is_some_and(|v| v == "1") {
+        if let Some(d) = std::env::var_os("PAM_WRAPPER_SERVICE_DIR") {
+            dirs.insert(0, d.into());
+        }
+    }
+    dirs.iter().any(|d| d.join(service).is_file())
+}
+
 /// Authenticate `user` through PAM service `service`. Blocking.
 ///
 /// `service` and `user` must not contain NUL bytes (the configuration
@@ -133,6 +151,13 @@ pub fn check(service: &str, user: &str, password: Zeroizing<String>) -> Outcome 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_lookup() {
+        assert!(!service_configured(""));
+        assert!(!service_configured("../etc/passwd"));
+        assert!(!service_configured("bmcd-surely-not-installed"));
+    }
 
     #[test]
     fn refuses_nul_without_pam() {
