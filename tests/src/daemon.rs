@@ -128,6 +128,7 @@ impl Daemon {
     /// with the same configuration and state directory, and wait until it
     /// owns `org.bmcd`.
     pub fn start_again(&self) {
+        let pam_start;
         {
             let mut child = self.child();
             assert!(child.is_none(), "bmcd is already running");
@@ -137,6 +138,8 @@ impl Daemon {
                 .open(&self.log)
                 .expect("open daemon log");
             let _ = writeln!(log, "===== harness: starting bmcd =====");
+            // Held until the daemon owns its name (see `PamWrapperStart`).
+            pam_start = self.under_pam_wrapper().then(PamWrapperStart::lock);
             let c = Command::new(crate::bmcd_bin())
                 .arg("--config")
                 .arg(&self.config)
@@ -156,6 +159,16 @@ impl Daemon {
             *child = Some(c);
         }
         self.wait_ready();
+        if let Some(lock) = pam_start {
+            lock.check_private_dir(self.pid(), || self.log_tail(40));
+        }
+    }
+
+    /// Whether the daemon runs under pam_wrapper (`LD_PRELOAD` of it).
+    fn under_pam_wrapper(&self) -> bool {
+        self.env
+            .iter()
+            .any(|(k, v)| k == "LD_PRELOAD" && v.contains("pam_wrapper"))
     }
 
     /// Wait until `org.bmcd` is owned by our process.
@@ -311,6 +324,15 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // A failing test shows what the daemon said (cargo test prints a
+        // failed test's captured output).
+        if std::thread::panicking() {
+            eprintln!(
+                "----- bmcd log ({}) -----\n{}\n----- end of bmcd log -----",
+                self.log.display(),
+                self.log_tail(200)
+            );
+        }
         if self.child().is_none() {
             return;
         }
@@ -322,4 +344,104 @@ impl Drop for Daemon {
             }
         }
     }
+}
+
+/// Serializes the start of daemons under pam_wrapper, across the threads of
+/// a test binary (a mutex) and across processes (`flock` on a file in
+/// `/tmp`, which `scripts/run-sim` takes too).
+///
+/// Why: pam_wrapper (Debian's libpam-wrapper 1.1.4) gives each process a
+/// directory `/tmp/pam.X` (the same length as `/etc/pam.d`, which it
+/// patches into a private copy of libpam), choosing X by trying letters
+/// with `lstat` and only later calling `mkdir`, whose `EEXIST` it logs and
+/// ignores. Two processes that start together can thus pick the same
+/// directory; when the first exits, its destructor deletes the directory,
+/// and every later PAM transaction of the second fails
+/// (`pam_start`: "PAM service failed", which bmcd reports as
+/// `org.bmcd.Error.Unavailable`). Seen in CI under load in
+/// `every_role_boundary_through_bmcctl`; reproduced outside bmcd with
+/// 300 pairs of `sleep` under pam_wrapper started together: 30 collisions.
+/// With starts serialized until the new process's directory holds its pid,
+/// no two processes can pick the same letter.
+struct PamWrapperStart {
+    _file: std::fs::File,
+    _guard: MutexGuard<'static, ()>,
+}
+
+/// The lock file shared with `scripts/run-sim`.
+pub const PAM_WRAPPER_LOCK: &str = "/tmp/bmcd-pam_wrapper-start.lock";
+
+impl PamWrapperStart {
+    fn lock() -> PamWrapperStart {
+        static THREADS: Mutex<()> = Mutex::new(());
+        let guard = THREADS.lock().unwrap_or_else(|p| p.into_inner());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(PAM_WRAPPER_LOCK)
+            .unwrap_or_else(|e| panic!("cannot open {PAM_WRAPPER_LOCK}: {e}"));
+        use std::os::fd::AsRawFd;
+        loop {
+            // SAFETY: flock(2) on a descriptor we own; the lock is released
+            // when the file is closed (on drop).
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            if rc == 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                panic!("flock {PAM_WRAPPER_LOCK}: {e}");
+            }
+        }
+        PamWrapperStart {
+            _file: file,
+            _guard: guard,
+        }
+    }
+
+    /// Assert that pam_wrapper gave `pid` a directory of its own: a
+    /// `/tmp/pam.?` whose `pid` file names it (a shared directory names the
+    /// other process). pam_wrapper sets it up in a library constructor,
+    /// before `main`, so it is there once the daemon owns its name.
+    fn check_private_dir(self, pid: u32, log: impl Fn() -> String) {
+        let mine = pam_wrapper_dir_of(pid);
+        assert!(
+            mine.is_some(),
+            "no pam_wrapper directory /tmp/pam.?/pid holds bmcd's pid {pid}: another \
+             process shares its directory (one that started under pam_wrapper without \
+             taking {PAM_WRAPPER_LOCK}?); pam_wrapper directories:\n{}log:\n{}",
+            pam_wrapper_dirs_report(),
+            log()
+        );
+    }
+}
+
+/// Every `/tmp/pam.?` with the pid in it and that process's executable.
+fn pam_wrapper_dirs_report() -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() != "pam.X".len() || !name.starts_with("pam.") {
+            continue;
+        }
+        let pid = std::fs::read_to_string(e.path().join("pid")).unwrap_or_default();
+        let exe = std::fs::read_link(format!("/proc/{}/exe", pid.trim()))
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| "(no such process)".into());
+        out.push_str(&format!("  /tmp/{name}: pid {} {exe}\n", pid.trim()));
+    }
+    out
+}
+
+/// The pam_wrapper directory (`/tmp/pam.?`) whose `pid` file holds `pid`.
+pub fn pam_wrapper_dir_of(pid: u32) -> Option<PathBuf> {
+    std::fs::read_dir("/tmp").ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        let name = name.to_str()?;
+        if name.len() != "pam.X".len() || !name.starts_with("pam.") {
+            return None;
+        }
+        let text = std::fs::read_to_string(e.path().join("pid")).ok()?;
+        (text.trim().parse::<u32>().ok()? == pid).then(|| e.path())
+    })
 }
