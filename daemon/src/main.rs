@@ -3,7 +3,14 @@
 //! Start-up order (each step must succeed before the next):
 //! config → state store → hardware → controllers → connect to the bus →
 //! register every object → request `org.bmcd` → READY=1 → apply the
-//! power restore policy. SIGTERM/SIGINT stop it cleanly (exit 0).
+//! power restore policy.
+//!
+//! Ending: SIGTERM, SIGINT and every other signal whose default action would
+//! end the process (see [`STOP_SIGNALS`]) stop it cleanly: fans handed back,
+//! name released, exit 0. SIGHUP is ignored (logged): reloading the
+//! configuration is not supported. A lost bus connection hands the fans
+//! back and exits 1, for `Restart=on-failure`. After a crash, the unit's
+//! `ExecStopPost=` runs `bmcd --release-fans` (see [`release_fans`]).
 
 mod auth;
 mod bus;
@@ -16,7 +23,7 @@ mod notify;
 mod store;
 mod util;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +42,9 @@ Options:
   --log TARGET         auto (syslog if /dev/log exists, default), stderr, syslog
   --verbose            log debug messages too
   --print-policy       print the authorization table (Markdown) and exit
+  --release-fans       hand the configured fans back to hardware control (or
+                       full speed) and exit, without the bus; the unit runs
+                       it after every stop, crashes included (ExecStopPost=)
   -h, --help           show this help
   -V, --version        show the version
 ";
@@ -46,6 +56,7 @@ struct Args {
     state_dir: Option<PathBuf>,
     log: logging::Target,
     verbose: bool,
+    release_fans: bool,
 }
 
 enum Parsed {
@@ -60,6 +71,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         state_dir: None,
         log: logging::Target::Auto,
         verbose: false,
+        release_fans: false,
     };
     while let Some(arg) = it.next() {
         let (key, inline) = match arg.split_once('=') {
@@ -85,6 +97,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 }
             }
             "--verbose" | "-v" => a.verbose = true,
+            "--release-fans" => a.release_fans = true,
             "--print-policy" => {
                 print!("{}", auth::policy::markdown());
                 return Ok(Parsed::Exit(ExitCode::SUCCESS));
@@ -120,6 +133,9 @@ fn main() -> ExitCode {
             log::LevelFilter::Info
         },
     );
+    if args.release_fans {
+        return release_fans(&args.config);
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -137,6 +153,100 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `bmcd --release-fans`: load the configuration as a normal start does,
+/// open only the fans (no power lines, no sensors, no bus, no PAM) and hand
+/// them back (`FanHw::release`: hwmon writes full duty to every `pwmN` and
+/// gives `pwmN_enable` back to automatic control where the driver has it).
+/// The unit runs this as `ExecStopPost=`, so fans are safe after any stop,
+/// a crash or SIGKILL included; after a clean stop it is a harmless repeat.
+fn release_fans(config: &Path) -> ExitCode {
+    let cfg = match config::Config::load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("--release-fans: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match hw::build_fans(&cfg.platform) {
+        Ok(None) => {
+            log::info!(
+                "--release-fans: sim platform: the simulated fans ended with the daemon, \
+                 nothing to hand back"
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Some(fans)) => match fans.release() {
+            Ok(()) => {
+                log::info!(
+                    "--release-fans: {} fans handed back (hardware control, or full speed)",
+                    fans.names().len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                log::error!("--release-fans: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(e) => {
+            log::error!("--release-fans: hardware: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Signals whose default action would end bmcd without handing the fans
+/// back. Each one takes SIGTERM's path: a clean stop, exit 0.
+///
+/// Handled apart: SIGHUP is ignored with a log line (no reload), SIGPIPE is
+/// ignored by the Rust runtime before `main`. Left at their default:
+/// SIGKILL and SIGSTOP (cannot be caught), the faults of the process itself
+/// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP) and the
+/// real-time signals; after them the unit's `ExecStopPost=` hands the fans
+/// back, as after any crash.
+const STOP_SIGNALS: [(libc::c_int, &str); 12] = [
+    (libc::SIGTERM, "SIGTERM"),
+    (libc::SIGINT, "SIGINT"),
+    (libc::SIGQUIT, "SIGQUIT"),
+    (libc::SIGUSR1, "SIGUSR1"),
+    (libc::SIGUSR2, "SIGUSR2"),
+    (libc::SIGALRM, "SIGALRM"),
+    (libc::SIGVTALRM, "SIGVTALRM"),
+    (libc::SIGPROF, "SIGPROF"),
+    (libc::SIGXCPU, "SIGXCPU"),
+    (libc::SIGXFSZ, "SIGXFSZ"),
+    (libc::SIGIO, "SIGIO"),
+    (libc::SIGPWR, "SIGPWR"),
+];
+
+/// Install the handlers: the receiver yields the name of the first stop
+/// signal received (signals that arrive before anyone waits are kept);
+/// SIGHUP is only logged.
+fn handle_signals() -> Result<tokio::sync::mpsc::Receiver<&'static str>, String> {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    for (num, name) in STOP_SIGNALS {
+        let mut sig =
+            signal(SignalKind::from_raw(num)).map_err(|e| format!("cannot handle {name}: {e}"))?;
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            if sig.recv().await.is_some() {
+                // Full: a stop is already on its way.
+                let _ = tx.try_send(name);
+            }
+        });
+    }
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            log::warn!(
+                "SIGHUP: configuration reload is not supported; restart bmcd to apply a new \
+                 configuration"
+            );
+        }
+    });
+    Ok(rx)
 }
 
 async fn connect(bus: &str) -> zbus::Result<zbus::Connection> {
@@ -201,6 +311,8 @@ async fn run(args: Args) -> Result<(), String> {
         args.bus
     );
 
+    // From here on the fans are driven: every way out hands them back.
+    let mut stop_signals = handle_signals()?;
     let control = tokio::spawn(cooling.clone().run());
     let monitor = tokio::spawn(chassis.clone().monitor());
     notify::ready();
@@ -222,17 +334,31 @@ async fn run(args: Args) -> Result<(), String> {
     }
     chassis.apply_restore_policy();
 
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    tokio::select! {
-        _ = term.recv() => log::info!("SIGTERM: stopping"),
-        _ = int.recv() => log::info!("SIGINT: stopping"),
+    // zbus marks the connection closed when reading its socket fails (the
+    // bus daemon died or dropped us): nobody can reach bmcd any more.
+    let bus_lost = tokio::select! {
+        name = stop_signals.recv() => {
+            log::info!("{}: stopping", name.unwrap_or("signal handling ended"));
+            false
+        }
+        _ = conn.closed() => true,
+    };
+    if !bus_lost {
+        notify::stopping();
     }
-    notify::stopping();
     control.abort();
     monitor.abort();
     let c = cooling.clone();
     let _ = tokio::task::spawn_blocking(move || c.release()).await;
+    if bus_lost {
+        // Logged once, by main; a non-zero exit gets bmcd restarted
+        // (Restart=on-failure).
+        return Err(format!(
+            "lost the connection to the bus ({}): fans released; exiting with \
+             failure so that the service manager restarts bmcd",
+            args.bus
+        ));
+    }
     let _ = conn.release_name(bmcd_api::BUS_NAME).await;
     Ok(())
 }
@@ -243,6 +369,13 @@ mod tests {
 
     fn p(v: &[&str]) -> Result<Parsed, String> {
         parse_args(v.iter().map(|s| s.to_string()))
+    }
+
+    fn p_run(v: &[&str]) -> Args {
+        match p(v) {
+            Ok(Parsed::Run(a)) => a,
+            _ => panic!("parse failed"),
+        }
     }
 
     #[test]
@@ -258,5 +391,9 @@ mod tests {
         assert!(p(&["--bus"]).is_err());
         assert!(p(&["--log", "x"]).is_err());
         assert!(matches!(p(&["--print-policy"]), Ok(Parsed::Exit(_))));
+        let Ok(Parsed::Run(a)) = p(&["--config", "/x.json", "--release-fans"]) else {
+            panic!("parse failed")
+        };
+        assert!(a.release_fans && !p_run(&[]).release_fans);
     }
 }

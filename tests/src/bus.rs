@@ -183,6 +183,13 @@ impl TestBus {
         self.dir.path()
     }
 
+    /// Kill the bus daemon (SIGKILL) and reap it: every connection to the
+    /// bus is closed under its clients' feet. Idempotent.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A new client connection (calls time out after 10 s).
     pub fn connect(&self) -> zbus::blocking::Connection {
         zbus::blocking::connection::Builder::address(self.address.as_str())

@@ -286,6 +286,19 @@ impl Daemon {
         }
     }
 
+    /// Send signal `sig` (e.g. `libc::SIGHUP`) to the running daemon.
+    pub fn send_signal(&self, sig: i32) {
+        self.signal(sig);
+    }
+
+    /// Wait up to `timeout` for the daemon to exit by itself and reap it;
+    /// returns its exit code (-1 = killed by a signal), or `None` if it
+    /// still runs. Unlike [`Daemon::stop`] it sends nothing and does not
+    /// ask the bus, which may be gone.
+    pub fn wait_exit(&self, timeout: Duration) -> Option<i32> {
+        self.reap(timeout)
+    }
+
     /// SIGTERM, wait for the exit and for the name to be released; returns
     /// the exit code (the daemon should exit 0).
     pub fn stop(&self) -> i32 {

@@ -154,6 +154,22 @@ pub fn build(cfg: &crate::config::PlatformConfig) -> HwResult<Platform> {
     }
 }
 
+/// Only the fans the configuration describes, for `bmcd --release-fans`
+/// after a crash: unlike [`build`] it opens no power lines (requesting the
+/// GPIO lines would set the identify LED and buttons) and no sensors.
+/// `None` on the sim platform, whose fans exist only inside a running
+/// daemon.
+pub fn build_fans(cfg: &crate::config::PlatformConfig) -> HwResult<Option<Arc<dyn FanHw>>> {
+    use crate::config::PlatformConfig;
+    match cfg {
+        PlatformConfig::Sim(_) => Ok(None),
+        PlatformConfig::Hardware(c) => Ok(Some(Arc::new(hwmon::HwmonFans::open(
+            &c.hwmon_root,
+            &c.fans,
+        )?))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
