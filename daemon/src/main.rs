@@ -1,6 +1,7 @@
 //! bmcd: the BMC management daemon.
 //!
 //! Start-up order (each step must succeed before the next):
+//! stop-signal handlers (a signal during start-up is kept, not fatal) →
 //! config → state store → hardware → controllers → connect to the bus →
 //! register every object → request `org.bmcd` → READY=1 → apply the
 //! power restore policy.
@@ -260,6 +261,11 @@ async fn connect(bus: &str) -> zbus::Result<zbus::Connection> {
 }
 
 async fn run(args: Args) -> Result<(), String> {
+    // First of all: a stop signal that arrives while bmcd starts (a
+    // service manager or test may send SIGTERM as soon as the name
+    // appears) is kept and handled at the end of the start-up, instead of
+    // killing the process the default way.
+    let mut stop_signals = handle_signals()?;
     let mut cfg = config::Config::load(&args.config).map_err(|e| e.to_string())?;
     if let Some(d) = args.state_dir {
         cfg.state_dir = d;
@@ -312,7 +318,6 @@ async fn run(args: Args) -> Result<(), String> {
     );
 
     // From here on the fans are driven: every way out hands them back.
-    let mut stop_signals = handle_signals()?;
     let control = tokio::spawn(cooling.clone().run());
     let monitor = tokio::spawn(chassis.clone().monitor());
     notify::ready();

@@ -317,3 +317,19 @@ fn a_lost_bus_is_noticed_once_and_the_fans_handed_back() {
     );
     assert_eq!(sys.channels(), released(), "fans not handed back");
 }
+
+/// SIGTERM sent the moment `org.bmcd` appears (as a service manager or a
+/// test may) stops bmcd cleanly: its handlers are in place before the name
+/// is requested. They used to be installed only after the name and the
+/// restore policy, and one SIGTERM in that window killed bmcd the default
+/// way (seen once in `pam_wrapper_starts`).
+#[test]
+fn sigterm_as_soon_as_the_name_appears_stops_cleanly() {
+    let env = Env::new();
+    for _ in 0..25 {
+        // restart(): SIGTERM right after the name was seen, assert exit 0,
+        // start again and wait for the name.
+        env.daemon.restart();
+    }
+    env.assert_serving();
+}
