@@ -510,7 +510,9 @@ mod tests {
             power_on_timeout_ms: 60_000,
             ..ChassisConfig::default()
         };
-        let c = Chassis::new(hw.clone(), cfg, Arc::new(store)).await.unwrap();
+        let c = Chassis::new(hw.clone(), cfg, Arc::new(store))
+            .await
+            .unwrap();
         (c, hw)
     }
 
@@ -527,7 +529,6 @@ mod tests {
         }
     }
 
-
     #[tokio::test]
     async fn a_request_is_on_disk_before_it_is_acknowledged() {
         let dir = tmpdir("request");
@@ -540,7 +541,8 @@ mod tests {
 
         let dir = tmpdir("request-on");
         let (c, _hw) = chassis(&dir, false, false).await;
-        c.request(Transition::On, PowerOffMode::Graceful, 0).unwrap();
+        c.request(Transition::On, PowerOffMode::Graceful, 0)
+            .unwrap();
         assert_eq!(c.snapshot().pending, Transition::On);
         assert!(on_disk(&dir), "a PowerOn under way must restore on");
         let _ = std::fs::remove_dir_all(&dir);

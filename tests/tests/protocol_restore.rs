@@ -56,6 +56,16 @@ fn wrong_signature_is_invalid_args() {
         assert_eq!(e.name, INVALID_ARGS, "{what}: {e:?}");
         assert!(e.message.contains(want_sig), "{what}: {e:?}");
     }
+    // The ObjectManager is ours too.
+    let e = env
+        .raw_call(
+            "/org/bmcd",
+            "org.freedesktop.DBus.ObjectManager",
+            "GetManagedObjects",
+            &(1u32,),
+        )
+        .unwrap_err();
+    assert_eq!(e.name, INVALID_ARGS, "GetManagedObjects(u): {e:?}");
     // dbus-send (a{ss} where a{sv} is expected): the name as a shell user
     // sees it.
     let r = env.dbus_send(&[
@@ -240,7 +250,12 @@ fn kill_during_power_on_restores_on() {
         "Restore left the host off after a crash during PowerOn; log:\n{}",
         env.daemon.log_tail(30)
     );
-    assert_eq!(c.pending_transition().unwrap(), Transition::On);
+    wait_value(
+        "the restored power on",
+        secs(10.0),
+        || c.pending_transition().ok(),
+        |t| *t == Some(Transition::On),
+    );
 }
 
 /// `Restore`, then kill -9 in the off phase of a PowerCycle: a cycle ends
