@@ -6,7 +6,12 @@
 //!   one runs, and a request made meanwhile fails with `Busy`;
 //! - when no transition runs, `power` mirrors power-good (a monitor polls
 //!   it, so a host that shuts itself down is seen as Off);
-//! - the restore policy is written to disk before the setter returns.
+//! - the restore policy is written to disk before the setter returns;
+//! - what `Restore` brings back is on disk before a transition is
+//!   acknowledged: the requested end state (off for PowerOff, on for
+//!   PowerOn, PowerCycle and Reset), replaced by the settled state when the
+//!   transition ends or when power-good changes while idle. An intermediate
+//!   state (the off phase of a cycle) is never persisted.
 //!
 //! State is published through a `watch` channel; the bus layer turns
 //! changes into `PropertiesChanged`. Nothing here knows zbus.
@@ -45,6 +50,9 @@ pub struct Chassis {
     /// Bumped on every identify request so an older timer does not turn off
     /// a newer request's LED.
     identify_gen: AtomicU64,
+    /// `host_on` as persisted by the previous run, read before anything of
+    /// this run can overwrite it: what `Restore` brings back.
+    restore_on: bool,
 }
 
 fn hw_err(e: HwError) -> Error {
@@ -60,8 +68,8 @@ impl Chassis {
     ) -> Result<Arc<Chassis>, HwError> {
         let h = hw.clone();
         let on = blocking(move || h.power_good()).await?;
-        let policy = store
-            .get()
+        let persisted = store.get();
+        let policy = persisted
             .restore_policy
             .unwrap_or(cfg.default_restore_policy);
         let (state, _) = watch::channel(ChassisState {
@@ -82,6 +90,7 @@ impl Chassis {
             store,
             state,
             identify_gen: AtomicU64::new(0),
+            restore_on: persisted.host_on,
         }))
     }
 
@@ -93,6 +102,7 @@ impl Chassis {
         self.state.borrow().clone()
     }
 
+    /// Publish `p`; persists nothing (see [`Chassis::persist_host_on`]).
     fn set_power(&self, p: PowerState) {
         self.state.send_if_modified(|s| {
             if s.power == p {
@@ -102,12 +112,44 @@ impl Chassis {
             s.last_change_ms = now_ms();
             true
         });
-        if matches!(p, PowerState::On | PowerState::Off) {
-            let on = p == PowerState::On;
-            if let Err(e) = self.store.update(|st| st.host_on = on) {
-                log::error!("cannot persist power state: {e}");
-            }
+    }
+
+    /// Record durably whether `Restore` should bring the host back on. A
+    /// failure is logged, not returned: power control must keep working on
+    /// a BMC whose flash is full or read-only, and `Restore` then follows
+    /// the previous record.
+    fn persist_host_on(&self, on: bool, why: &str) {
+        if let Err(e) = self.store.update(|st| st.host_on = on) {
+            log::error!("chassis: cannot persist the host state ({why}): {e}");
         }
+    }
+
+    /// A transition has ended and its slot is still held: publish the
+    /// settled state and persist it.
+    fn settled(&self, on: bool) {
+        self.persist_host_on(on, "settled");
+        self.set_power(if on { PowerState::On } else { PowerState::Off });
+    }
+
+    /// Power-good seen while idle: publish and persist it, unless a
+    /// transition was claimed meanwhile. The check, the write and the
+    /// publication happen under the state's lock, which `claim` takes too,
+    /// so a request's record is never overwritten by an older observation.
+    fn observed_idle(&self, on: bool) {
+        let p = if on { PowerState::On } else { PowerState::Off };
+        self.state.send_if_modified(|s| {
+            if s.pending != Transition::None {
+                return false;
+            }
+            // A no-op (nothing written) unless the record changes.
+            self.persist_host_on(on, "observed");
+            if s.power == p {
+                return false;
+            }
+            s.power = p;
+            s.last_change_ms = now_ms();
+            true
+        });
     }
 
     fn finish(&self) {
@@ -200,6 +242,9 @@ impl Chassis {
                 }
             )));
         }
+        // What `Restore` brings back after a crash or power loss from now
+        // on: the request, on disk before the request is acknowledged.
+        self.persist_host_on(t != Transition::Off, "requested");
         let graceful = if graceful_timeout_s == 0 {
             self.cfg.graceful_off_timeout_s
         } else {
@@ -218,9 +263,10 @@ impl Chassis {
             if let Err(e) = r {
                 log::error!("chassis: power {}: {e}", t.as_str().to_lowercase());
             }
-            // Whatever happened, report what the hardware says now.
+            // Whatever happened, report (and record) what the hardware says
+            // now.
             match me.power_good().await {
-                Ok(on) => me.set_power(if on { PowerState::On } else { PowerState::Off }),
+                Ok(on) => me.settled(on),
                 Err(e) => log::error!("chassis: power-good: {e}"),
             }
             me.finish();
@@ -360,7 +406,8 @@ impl Chassis {
 
     /// Apply the restore policy: called once at start, after the bus is up.
     /// A host that is already on is never touched (the BMC restarted, the
-    /// host did not lose power).
+    /// host did not lose power). `Restore` follows the record of the
+    /// previous run: its last request, or the state it last settled in.
     pub fn apply_restore_policy(self: &Arc<Self>) {
         let s = self.snapshot();
         if s.power != PowerState::Off {
@@ -369,7 +416,7 @@ impl Chassis {
         }
         let on = match s.policy {
             RestorePolicy::AlwaysOn => true,
-            RestorePolicy::Restore => self.store.get().host_on,
+            RestorePolicy::Restore => self.restore_on,
             RestorePolicy::AlwaysOff | RestorePolicy::None => false,
         };
         log::info!(
@@ -396,10 +443,9 @@ impl Chassis {
             match self.power_good().await {
                 Ok(on) => {
                     last_err = false;
-                    // Re-check: a transition may have started meanwhile.
-                    if self.state.borrow().pending == Transition::None {
-                        self.set_power(if on { PowerState::On } else { PowerState::Off });
-                    }
+                    // Re-checks, under the lock: a transition may have
+                    // started meanwhile.
+                    self.observed_idle(on);
                 }
                 Err(e) => {
                     if !last_err {
@@ -409,5 +455,121 @@ impl Chassis {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::AtomicBool;
+
+    /// Power-good is whatever the test says; buttons do nothing, so a
+    /// transition runs until its timeout.
+    struct FakePower {
+        good: AtomicBool,
+    }
+
+    impl PowerHw for FakePower {
+        fn set_power_button(&self, _: bool) -> crate::hw::HwResult<()> {
+            Ok(())
+        }
+        fn set_reset_button(&self, _: bool) -> crate::hw::HwResult<()> {
+            Ok(())
+        }
+        fn power_good(&self) -> crate::hw::HwResult<bool> {
+            Ok(self.good.load(Ordering::SeqCst))
+        }
+        fn set_identify_led(&self, _: bool) -> crate::hw::HwResult<()> {
+            Ok(())
+        }
+    }
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bmcd-chassis-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// A chassis on a fake board whose power-good is `on`, with a state
+    /// directory recording `host_on` and the `Restore` policy.
+    async fn chassis(dir: &Path, on: bool, host_on: bool) -> (Arc<Chassis>, Arc<FakePower>) {
+        let store = Store::open(dir).unwrap();
+        store
+            .update(|s| {
+                s.host_on = host_on;
+                s.restore_policy = Some(RestorePolicy::Restore);
+            })
+            .unwrap();
+        let hw = Arc::new(FakePower {
+            good: AtomicBool::new(on),
+        });
+        let cfg = ChassisConfig {
+            button_press_ms: 1,
+            force_off_timeout_ms: 60_000,
+            power_on_timeout_ms: 60_000,
+            ..ChassisConfig::default()
+        };
+        let c = Chassis::new(hw.clone(), cfg, Arc::new(store))
+            .await
+            .unwrap();
+        (c, hw)
+    }
+
+    /// What a restarted daemon would read.
+    fn on_disk(dir: &Path) -> bool {
+        Store::open(dir).unwrap().get().host_on
+    }
+
+    async fn wait(what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !cond() {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_is_on_disk_before_it_is_acknowledged() {
+        let dir = tmpdir("request");
+        let (c, _hw) = chassis(&dir, true, true).await;
+        c.request(Transition::Off, PowerOffMode::Force, 0).unwrap();
+        // The fake host never drops power-good: the transition still runs.
+        assert_eq!(c.snapshot().pending, Transition::Off);
+        assert!(!on_disk(&dir), "a PowerOff under way must restore off");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let dir = tmpdir("request-on");
+        let (c, _hw) = chassis(&dir, false, false).await;
+        c.request(Transition::On, PowerOffMode::Graceful, 0)
+            .unwrap();
+        assert_eq!(c.snapshot().pending, Transition::On);
+        assert!(on_disk(&dir), "a PowerOn under way must restore on");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_host_that_shuts_itself_down_is_recorded_off() {
+        let dir = tmpdir("self-off");
+        let (c, hw) = chassis(&dir, true, true).await;
+        tokio::spawn(c.clone().monitor());
+        hw.good.store(false, Ordering::SeqCst);
+        wait("PowerState Off", || c.snapshot().power == PowerState::Off).await;
+        wait("the record", || !on_disk(&dir)).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn restore_follows_the_previous_run_not_this_one() {
+        // The previous run left the host on; the board lost power.
+        let dir = tmpdir("previous");
+        let (c, _hw) = chassis(&dir, false, true).await;
+        tokio::spawn(c.clone().monitor());
+        // This run has already seen (and recorded) the host off…
+        wait("the record of this run", || !on_disk(&dir)).await;
+        // …yet Restore follows the previous run.
+        c.apply_restore_policy();
+        assert_eq!(c.snapshot().pending, Transition::On);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

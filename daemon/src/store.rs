@@ -19,7 +19,11 @@ const FILE: &str = "state.json";
 pub struct Persistent {
     /// Set by an operator; `None` until then (the config default applies).
     pub restore_policy: Option<RestorePolicy>,
-    /// Whether the host was last on (requested or observed), for `Restore`.
+    /// Whether `Restore` brings the host back on: the end state of the last
+    /// requested transition (written before the request is acknowledged,
+    /// so a crash in the middle of it follows the request), replaced by
+    /// the settled state when the transition ends or when the host changes
+    /// by itself while idle.
     pub host_on: bool,
 }
 
