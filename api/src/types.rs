@@ -24,7 +24,15 @@ impl fmt::Display for UnknownVariant {
             self.value,
             self.type_name,
             self.expected.join(", ")
-        )
+        )?;
+        match self
+            .expected
+            .iter()
+            .find(|e| e.eq_ignore_ascii_case(&self.value))
+        {
+            Some(exact) => write!(f, "; words are case-sensitive: did you mean {exact}?"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -60,10 +68,11 @@ macro_rules! string_enum {
 
         impl FromStr for $name {
             type Err = UnknownVariant;
-            /// Exact wire names are accepted; so is any case spelling of them
-            /// (`alwayson`, `ALWAYSON`), which is what people type.
+            /// Only the exact wire name (`AlwaysOn`, not `alwayson`): one
+            /// spelling on the bus, in the config and in state files.
+            /// Friendlier matching for people is the CLI's business.
             fn from_str(s: &str) -> Result<Self, Self::Err> {
-                $(if s.eq_ignore_ascii_case(stringify!($variant)) {
+                $(if s == stringify!($variant) {
                     return Ok($name::$variant);
                 })+
                 Err(UnknownVariant {
@@ -220,12 +229,23 @@ mod tests {
     }
 
     #[test]
-    fn parse_is_case_insensitive_but_exact() {
+    fn parse_takes_the_exact_wire_name_only() {
         assert_eq!(
-            "alwayson".parse::<RestorePolicy>().ok(),
+            "AlwaysOn".parse::<RestorePolicy>().ok(),
             Some(RestorePolicy::AlwaysOn)
         );
         assert!("always".parse::<RestorePolicy>().is_err());
+        let e = "alwayson"
+            .parse::<RestorePolicy>()
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some(
+                "'alwayson' is not a valid RestorePolicy (expected one of: AlwaysOn, \
+                 AlwaysOff, Restore, None); words are case-sensitive: did you mean AlwaysOn?"
+            )
+        );
         let e = "x".parse::<CoolingMode>().err().map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),

@@ -18,7 +18,9 @@
 //!   the option to use.
 //! - otherwise, on a terminal: `Password for USER: ` on the terminal
 //!   (rpassword reads `/dev/tty` without echo), up to [`MAX_TRIES`] tries,
-//!   each failure said on stderr before the next prompt.
+//!   each failure said on stderr before the next prompt. SIGINT, SIGTERM,
+//!   SIGHUP or SIGQUIT during the prompt restore the terminal's modes and
+//!   then end bmcctl by that signal (status 128+n; see `PromptSignals`).
 //!
 //! A lockout ends the attempts at once. Everything that ends without a
 //! grant exits 3, except a password bmcd could never accept (longer than
@@ -33,11 +35,15 @@
 //! which is freed without being wiped; rpassword's own buffer may have been
 //! reallocated while typing.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
+use std::mem::MaybeUninit;
 use std::ops::Deref;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use zeroize::Zeroizing;
 
@@ -234,16 +240,15 @@ pub struct Prompt;
 /// Read without echo from the terminal through rpassword.
 fn from_tty(user: &str) -> Result<Password, CliError> {
     let read = {
-        let _sigint = IgnoreSigint::new();
+        let _signals = PromptSignals::new();
         rpassword::prompt_password(format!("Password for {user}: "))
     };
     match read {
         Ok(p) => Ok(Password::new(p)),
         Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-            // Ctrl-C: the terminal is restored now; end as interrupted
-            // programs do (unless SIGINT was ignored when we started).
+            // Ctrl-C with SIGINT ignored since bmcctl started (otherwise
+            // the handler has ended bmcctl): the terminal is restored.
             end_line_on_tty();
-            IgnoreSigint::raise();
             Err(required(
                 "authentication required: interrupted; nothing was changed",
             ))
@@ -268,47 +273,116 @@ fn end_line_on_tty() {
     }
 }
 
-/// SIGINT is ignored while rpassword holds the terminal.
+/// Signals that end bmcctl at the prompt once the terminal is restored.
+const PROMPT_SIGNALS: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// The terminal's descriptor while a prompt runs, else -1; the handler
+/// restores [`SAVED_TERMIOS`] on it.
+static TTY_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The terminal's modes before the prompt. Written only while `TTY_FD` is
+/// -1 (no handler reads it then), read only by the handler.
+static SAVED_TERMIOS: SavedTermios = SavedTermios(UnsafeCell::new(MaybeUninit::uninit()));
+
+struct SavedTermios(UnsafeCell<MaybeUninit<libc::termios>>);
+
+// SAFETY: see SAVED_TERMIOS: writes and handler reads never overlap.
+unsafe impl Sync for SavedTermios {}
+
+/// While rpassword holds the terminal (echo, canonical mode and ISIG off),
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT restore the terminal's modes as they
+/// were before the prompt, discard unread input, end the prompt's line and
+/// end bmcctl by the same signal (the shell reports 128+n). Signals that
+/// were ignored when the prompt started stay ignored.
 ///
-/// rpassword 7.5 turns echo and ISIG off and, on Ctrl-C, raises SIGINT
-/// before it restores the terminal; with the default action the process
-/// dies right there and leaves the terminal without echo (rpassword issue
-/// #109, PR #134). With SIGINT ignored the raise returns, rpassword restores
-/// the terminal and reports `Interrupted`; [`IgnoreSigint::raise`] then
-/// ends bmcctl by SIGINT as usual. (ISIG is off during the prompt, so
-/// Ctrl-C reaches rpassword as a character; only a SIGINT sent with `kill`
-/// while the prompt is up is ignored. Other fatal signals during the
-/// prompt still leave the terminal without echo.)
-struct IgnoreSigint {
-    previous: libc::sighandler_t,
+/// rpassword 7.5 restores the terminal only when it returns, so any fatal
+/// signal would otherwise leave it without echo, and on Ctrl-C (a character
+/// while ISIG is off) it raises SIGINT before restoring (rpassword issue
+/// #109): that also ends here, with the terminal restored.
+struct PromptSignals {
+    /// The terminal, open while the handlers are installed.
+    tty: Option<File>,
+    /// Signals whose handler we installed, with the action they had.
+    previous: Vec<(libc::c_int, libc::sigaction)>,
 }
 
-impl IgnoreSigint {
+impl PromptSignals {
     fn new() -> Self {
-        // SAFETY: signal() with SIG_IGN installs no handler code; the old
-        // disposition is put back on drop.
-        let previous = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-        IgnoreSigint { previous }
-    }
-
-    /// Raise SIGINT with the disposition bmcctl started with.
-    fn raise() {
-        // SAFETY: raise() only sends a signal to this thread; with the
-        // default disposition the process ends here.
-        unsafe {
-            libc::raise(libc::SIGINT);
+        let mut guard = PromptSignals {
+            tty: None,
+            previous: Vec::new(),
+        };
+        let Ok(tty) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+            .open("/dev/tty")
+        else {
+            return guard; // rpassword will fail to open it too
+        };
+        let fd = tty.as_raw_fd();
+        // SAFETY: TTY_FD is -1, so no handler reads SAVED_TERMIOS now;
+        // tcgetattr fills the termios it points to.
+        let saved = unsafe { libc::tcgetattr(fd, (*SAVED_TERMIOS.0.get()).as_mut_ptr()) == 0 };
+        if !saved {
+            return guard;
         }
-    }
-}
-
-impl Drop for IgnoreSigint {
-    fn drop(&mut self) {
-        if self.previous != libc::SIG_ERR {
-            // SAFETY: puts back the disposition signal() returned.
+        TTY_FD.store(fd, Ordering::SeqCst);
+        guard.tty = Some(tty);
+        for sig in PROMPT_SIGNALS {
+            // SAFETY: plain C structs filled by sigaction; the handler only
+            // makes async-signal-safe calls (see `on_prompt_signal`).
             unsafe {
-                libc::signal(libc::SIGINT, self.previous);
+                let mut old: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                    || old.sa_sigaction == libc::SIG_IGN
+                {
+                    continue;
+                }
+                let mut new: libc::sigaction = std::mem::zeroed();
+                new.sa_sigaction = on_prompt_signal as extern "C" fn(libc::c_int) as usize;
+                libc::sigemptyset(&mut new.sa_mask);
+                for s in PROMPT_SIGNALS {
+                    libc::sigaddset(&mut new.sa_mask, s);
+                }
+                if libc::sigaction(sig, &new, &mut old) == 0 {
+                    guard.previous.push((sig, old));
+                }
             }
         }
+        guard
+    }
+}
+
+impl Drop for PromptSignals {
+    fn drop(&mut self) {
+        for (sig, old) in self.previous.drain(..) {
+            // SAFETY: puts back the action sigaction returned.
+            unsafe {
+                libc::sigaction(sig, &old, std::ptr::null_mut());
+            }
+        }
+        TTY_FD.store(-1, Ordering::SeqCst);
+        self.tty = None;
+    }
+}
+
+/// The handler of [`PromptSignals`]: async-signal-safe calls only.
+extern "C" fn on_prompt_signal(sig: libc::c_int) {
+    let fd = TTY_FD.load(Ordering::SeqCst);
+    // SAFETY: tcsetattr, tcflush, write, sigaction and raise are
+    // async-signal-safe; SAVED_TERMIOS was filled before TTY_FD was set.
+    unsafe {
+        if fd >= 0 {
+            libc::tcsetattr(fd, libc::TCSANOW, (*SAVED_TERMIOS.0.get()).as_ptr());
+            libc::tcflush(fd, libc::TCIFLUSH);
+            libc::write(fd, b"\n".as_ptr().cast(), 1);
+        }
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigaction(sig, &dfl, std::ptr::null_mut());
+        // Blocked until the handler returns, then fatal.
+        libc::raise(sig);
     }
 }
 

@@ -73,15 +73,11 @@ pub struct Global {
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_pager: bool,
     /// Bus of bmcd: system, session or a D-Bus address (unix:path=...)
-    #[arg(
-        long,
-        global = true,
-        help_heading = GLOBAL,
-        env = "BMCCTL_ADDRESS",
-        value_name = "ADDR",
-        default_value = "system"
-    )]
-    pub address: String,
+    /// [default: $BMCCTL_ADDRESS, else system]
+    // Not clap's `env`: clap counts a value from the environment as given
+    // and shows `--address <ADDR>` in every usage line; see `address()`.
+    #[arg(long, global = true, help_heading = GLOBAL, value_name = "ADDR")]
+    pub address: Option<String>,
     /// No output on success except the data asked for
     #[arg(short, long, global = true, help_heading = GLOBAL)]
     pub quiet: bool,
@@ -93,6 +89,23 @@ pub struct Global {
     /// fails (exit 3) unless --password-stdin is given
     #[arg(long, global = true, help_heading = GLOBAL)]
     pub no_ask_password: bool,
+}
+
+impl Global {
+    /// `--address`, else a non-empty `$BMCCTL_ADDRESS`, else `system`.
+    pub fn address(&self) -> String {
+        address_from(
+            self.address.as_deref(),
+            std::env::var("BMCCTL_ADDRESS").ok().as_deref(),
+        )
+    }
+}
+
+fn address_from(option: Option<&str>, env: Option<&str>) -> String {
+    option
+        .or(env.filter(|e| !e.is_empty()))
+        .unwrap_or("system")
+        .to_owned()
 }
 
 #[derive(Debug, Subcommand)]
@@ -169,7 +182,7 @@ Examples:
     },
     /// Show or set the power restore policy
     #[command(after_help = "\
-Policies: AlwaysOn, AlwaysOff, Restore, None (any case; the daemon checks).
+Policies: AlwaysOn, AlwaysOff, Restore, None (any case, or a unique prefix).
 Setting it needs the Administrator role and your password again
 (re-authentication; see `bmcctl --help`).
 
@@ -245,7 +258,8 @@ pub enum PolicyAction {
     Get,
     /// Set the power restore policy (asks for your password again)
     #[command(after_help = "\
-VALUE is one of AlwaysOn, AlwaysOff, Restore, None (any case).
+VALUE is one of AlwaysOn, AlwaysOff, Restore, None (any case, or a unique
+prefix: `res` is Restore; bmcctl sends the exact word).
 
 Needs the Administrator role, and re-authentication: on a terminal bmcctl
 prompts for your password (3 tries); in scripts give --password-stdin.
@@ -298,7 +312,8 @@ pub enum ModeAction {
     /// Drive fans at a fixed level until `fan mode auto` or the timeout
     /// (asks for your password again)
     #[command(after_help = "\
-The daemon checks the level and timeout ranges. Here --timeout is the
+The level is a percentage (0-100); the daemon checks the timeout range and
+may refuse levels below its minimum. Here --timeout is the
 override's duration; give the call timeout before `manual` if needed
 (bmcctl --timeout 5 fan mode manual ...).
 
@@ -310,8 +325,8 @@ Examples:
   bmcctl fan mode manual --level 100 --fans fan0,fan1 --timeout 300
   bmcctl --password-stdin fan mode manual --level 80 < password-file")]
     Manual {
-        /// Duty cycle in percent
-        #[arg(long, value_name = "PCT")]
+        /// Duty cycle in percent (0-100)
+        #[arg(long, value_name = "PCT", value_parser = clap::value_parser!(u8).range(0..=100))]
         level: u8,
         /// Only these fans (comma-separated); the others stay automatic
         #[arg(long, value_name = "FAN,...", value_delimiter = ',')]
@@ -464,6 +479,31 @@ pub fn resolve(root: &Command, args: &[OsString]) -> Result<Vec<OsString>, CliEr
         return Err(e);
     }
     Ok(out)
+}
+
+/// The word of `names` (a bmcd enum's wire names) that `typed` means: the
+/// one equal to it in any case, else the one it is a unique prefix of, in
+/// any case (`alwayson`, `res`). A word that matches none is returned as
+/// typed, for the daemon to judge (a newer daemon may know more words); an
+/// ambiguous prefix is a usage error listing the candidates.
+pub fn enum_word(typed: &str, names: &[&str]) -> Result<String, CliError> {
+    let lower = typed.to_ascii_lowercase();
+    if let Some(exact) = names.iter().find(|n| n.eq_ignore_ascii_case(typed)) {
+        return Ok((*exact).to_owned());
+    }
+    let candidates: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|n| !typed.is_empty() && n.to_ascii_lowercase().starts_with(&lower))
+        .collect();
+    match candidates.as_slice() {
+        [one] => Ok((*one).to_owned()),
+        [] => Ok(typed.to_owned()),
+        many => Err(CliError::usage(format!(
+            "'{typed}' is ambiguous: it may be {}",
+            many.join(", ")
+        ))),
+    }
 }
 
 fn takes_value(arg: Option<&Arg>) -> bool {
@@ -648,7 +688,7 @@ mod tests {
     fn globals_work_anywhere() {
         let (cli, m) = parse("ch st --json -y --address session --timeout 7").unwrap();
         assert!(cli.global.json && cli.global.yes);
-        assert_eq!(cli.global.address, "session");
+        assert_eq!(cli.global.address.as_deref(), Some("session"));
         assert_eq!(call_timeout(&m), Some(7));
         let (_, m) = parse("--timeout 3 ch st").unwrap();
         assert_eq!(call_timeout(&m), Some(3));
@@ -727,7 +767,12 @@ mod tests {
     fn syntax_is_checked_by_clap() {
         assert!(parse("fan mode manual --level 256").is_err());
         assert!(parse("fan mode manual --level x").is_err());
-        assert!(parse("fan mode manual --level 255").is_ok());
+        assert!(parse("fan mode manual --level 100").is_ok());
+        assert!(parse("fan mode manual --level 0").is_ok());
+        let e = parse("fan mode manual --level 101")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("0..=100"), "{e}");
         assert!(parse("fan mode manual").is_err());
         assert!(parse("ch pow off --force --graceful-timeout 3").is_err());
         let (cli, _) = parse("ch pow of --no-wait").unwrap();
@@ -738,6 +783,35 @@ mod tests {
             panic!("wrong command");
         };
         assert!(p.no_wait);
+    }
+
+    #[test]
+    fn address_option_then_environment_then_system() {
+        assert_eq!(
+            address_from(Some("session"), Some("unix:path=/x")),
+            "session"
+        );
+        assert_eq!(address_from(None, Some("unix:path=/x")), "unix:path=/x");
+        assert_eq!(address_from(None, Some("")), "system");
+        assert_eq!(address_from(None, None), "system");
+    }
+
+    #[test]
+    fn enum_words_any_case_and_unique_prefixes() {
+        let names = ["AlwaysOn", "AlwaysOff", "Restore", "None"];
+        let w = |t: &str| enum_word(t, &names);
+        assert_eq!(w("alwayson").unwrap(), "AlwaysOn");
+        assert_eq!(w("ALWAYSOFF").unwrap(), "AlwaysOff");
+        assert_eq!(w("res").unwrap(), "Restore");
+        assert_eq!(w("n").unwrap(), "None");
+        assert_eq!(w("sometimes").unwrap(), "sometimes");
+        assert_eq!(w("").unwrap(), "");
+        let e = w("always").unwrap_err();
+        assert_eq!(e.exit, Exit::Usage);
+        assert_eq!(
+            e.message,
+            "'always' is ambiguous: it may be AlwaysOn, AlwaysOff"
+        );
     }
 
     #[test]

@@ -5,12 +5,13 @@
 //! | code | meaning |
 //! |-----:|---------|
 //! | 0 | success (also `--help`, `--version`) |
-//! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, cannot connect to the bus, a transition ended in the wrong state, the operator answered "no" |
+//! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, cannot connect to the bus, a transition ended in the wrong state, the operator answered "no", the pager failed (exited non-zero or was killed, other than by SIGINT, SIGQUIT or SIGPIPE; said on stderr) |
 //! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, a password bmcd could never accept (longer than 512 bytes, not UTF-8, a NUL byte; refused without sending it), `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs` |
 //! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired` (also when no password may be asked for: no terminal, `--json` or `--no-ask-password` without `--password-stdin`), `AuthenticationFailed` (wrong password, after the last try), `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy) |
 //! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` |
 //! | 5 | busy: `org.bmcd.Error.Busy` (another transition is under way) |
 //! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout`, a power command's wait bound passed |
+//! | 128+n | killed by signal n at the password prompt, after the terminal was restored (`auth::PromptSignals`) |
 //!
 //! Every error is printed as one line on stderr,
 //! `bmcctl: error: <message> (<D-Bus error name>)`; with `--json` stdout also

@@ -47,7 +47,7 @@ fn run(args: Vec<OsString>) -> i32 {
         json: g.json,
         quiet: g.quiet,
         yes: g.yes,
-        address: conn::BusAddress::parse(&g.address),
+        address: conn::BusAddress::parse(&g.address()),
         timeout: Duration::from_secs(u64::from(
             cli::call_timeout(&matches).unwrap_or(cli::DEFAULT_TIMEOUT_S),
         )),
@@ -59,10 +59,7 @@ fn run(args: Vec<OsString>) -> i32 {
         no_pager: g.no_pager,
     };
     match commands::run(parsed.command, &ctx) {
-        Ok(out) => {
-            output::emit(&out, mode);
-            Exit::Ok.code()
-        }
+        Ok(out) => output::emit(&out, mode).code(),
         Err(e) => fail(&e, g.json),
     }
 }

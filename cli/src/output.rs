@@ -20,7 +20,8 @@ use std::io::{self, IsTerminal, Write};
 
 use serde_json::{Map, Number, Value as Json};
 
-use crate::error::CliError;
+use crate::error::{CliError, Exit};
+use crate::pager::Paged;
 use crate::time;
 
 /// A field: the key used in JSON and the label shown on the console.
@@ -455,23 +456,30 @@ pub struct Mode {
 }
 
 /// Write a command's output to stdout (through the pager when it applies).
-pub fn emit(out: &Output, mode: Mode) {
+/// `Exit::Failure` if the pager failed (said on stderr), else `Exit::Ok`.
+pub fn emit(out: &Output, mode: Mode) -> Exit {
     if mode.json {
         write_stdout(&render_json(out));
-        return;
+        return Exit::Ok;
     }
     let text = render_console(out, mode.quiet);
     if text.is_empty() {
-        return;
+        return Exit::Ok;
     }
     if !mode.no_pager && io::stdout().is_terminal() && crate::pager::taller_than_terminal(&text) {
         if let Some(cmd) = crate::pager::command_from_env() {
-            if crate::pager::page(&cmd, &text) {
-                return;
+            match crate::pager::page(&cmd, &text) {
+                Paged::Shown => return Exit::Ok,
+                Paged::Failed(why) => {
+                    emit_stderr(&format!("bmcctl: {why}\n"));
+                    return Exit::Failure;
+                }
+                Paged::NotStarted => {}
             }
         }
     }
     write_stdout(&text);
+    Exit::Ok
 }
 
 /// Report an error: the human text on stderr, and with `--json` the error

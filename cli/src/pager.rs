@@ -3,12 +3,22 @@
 //!
 //! The command is `$BMCCTL_PAGER` if set, else `$PAGER` if set, else
 //! `less -FRX` (quit if one screen, keep colours, do not clear the screen).
-//! An empty value or `cat` disables paging. The value is split on
-//! whitespace (no shell is involved); if the pager cannot be started the
-//! text is printed directly.
+//! An empty value or exactly `cat` disables paging (`cat -n` is a pager
+//! like any other). The value is split on whitespace (no shell is
+//! involved); if the pager cannot be started the text is printed directly.
+//!
+//! While the pager runs bmcctl ignores SIGINT and SIGQUIT and waits for it:
+//! the pager is in the same process group and gets Ctrl-C itself (`less`
+//! handles it), so bmcctl neither dies under it nor leaves it orphaned on
+//! the terminal. The pager starts with the dispositions bmcctl started with.
+//!
+//! A pager that exits with a non-zero status or is killed by a signal other
+//! than SIGINT, SIGQUIT or SIGPIPE (the user quitting) is reported: the
+//! output may not have been shown ([`Paged::Failed`]).
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus, Stdio};
 
 /// The pager's argv from the environment, or `None` for no pager.
 pub fn command_from_env() -> Option<Vec<String>> {
@@ -22,10 +32,10 @@ pub fn command_from_env() -> Option<Vec<String>> {
 pub fn choose(bmcctl_pager: Option<&str>, pager: Option<&str>) -> Option<Vec<String>> {
     let value = bmcctl_pager.or(pager).unwrap_or("less -FRX");
     let argv: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
-    match argv.first().map(String::as_str) {
-        None | Some("cat") => None,
-        Some(_) => Some(argv),
+    if argv.is_empty() || argv == ["cat"] {
+        return None;
     }
+    Some(argv)
 }
 
 /// Whether `text` has more lines than the terminal on stdout shows at once
@@ -49,23 +59,113 @@ fn terminal_rows() -> Option<u16> {
     (r == 0 && ws.ws_row > 0).then_some(ws.ws_row)
 }
 
-/// Feed `text` to the pager and wait for it. Returns false if the pager
-/// could not be started (then the caller prints the text itself).
-pub fn page(argv: &[String], text: &str) -> bool {
+/// How paging went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Paged {
+    /// The pager could not be started: the caller prints the text itself.
+    NotStarted,
+    /// The pager ran and ended normally (or the user quit it).
+    Shown,
+    /// The pager failed; the message says how (`pager 'false' exited with
+    /// status 1`).
+    Failed(String),
+}
+
+/// Feed `text` to the pager and wait for it, with SIGINT and SIGQUIT
+/// ignored meanwhile.
+pub fn page(argv: &[String], text: &str) -> Paged {
     let Some((prog, args)) = argv.split_first() else {
-        return false;
+        return Paged::NotStarted;
     };
-    let child = Command::new(prog).args(args).stdin(Stdio::piped()).spawn();
-    let Ok(mut child) = child else {
-        return false;
+    let ignored = IgnoreInterrupts::new();
+    let for_child = ignored.child_actions();
+    let mut cmd = Command::new(prog);
+    cmd.args(args).stdin(Stdio::piped());
+    // SAFETY: the closure runs in the child between fork and exec and only
+    // calls signal(), which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            for &(sig, action) in &for_child {
+                libc::signal(sig, action);
+            }
+            Ok(())
+        });
+    }
+    let Ok(mut child) = cmd.spawn() else {
+        return Paged::NotStarted;
     };
     if let Some(mut stdin) = child.stdin.take() {
-        // A write error is the user quitting the pager before reading
-        // everything (broken pipe): nothing to report.
+        // A write error is the pager ending before reading everything
+        // (broken pipe); its exit status tells whether that was a failure.
         let _ = stdin.write_all(text.as_bytes());
     }
-    let _ = child.wait();
-    true
+    let status = child.wait();
+    drop(ignored);
+    match status {
+        Ok(st) => judge(&argv.join(" "), st),
+        Err(e) => Paged::Failed(format!("cannot wait for pager '{}': {e}", argv.join(" "))),
+    }
+}
+
+/// Whether the pager's end is a failure to report.
+fn judge(name: &str, st: ExitStatus) -> Paged {
+    if st.success() {
+        return Paged::Shown;
+    }
+    if let Some(code) = st.code() {
+        return Paged::Failed(format!("pager '{name}' exited with status {code}"));
+    }
+    match st.signal() {
+        Some(libc::SIGINT | libc::SIGQUIT | libc::SIGPIPE) | None => Paged::Shown,
+        Some(sig) => Paged::Failed(format!("pager '{name}' was killed by signal {sig}")),
+    }
+}
+
+/// SIGINT and SIGQUIT ignored until dropped; the previous dispositions are
+/// put back then.
+struct IgnoreInterrupts {
+    previous: Vec<(libc::c_int, libc::sighandler_t)>,
+}
+
+impl IgnoreInterrupts {
+    fn new() -> Self {
+        let mut previous = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGQUIT] {
+            // SAFETY: signal() with SIG_IGN installs no handler code.
+            let old = unsafe { libc::signal(sig, libc::SIG_IGN) };
+            if old != libc::SIG_ERR {
+                previous.push((sig, old));
+            }
+        }
+        IgnoreInterrupts { previous }
+    }
+
+    /// What the pager gets: ignored if bmcctl started with it ignored,
+    /// else the default (exec resets handlers to the default anyway).
+    fn child_actions(&self) -> Vec<(libc::c_int, libc::sighandler_t)> {
+        self.previous
+            .iter()
+            .map(|&(sig, old)| {
+                let a = if old == libc::SIG_IGN {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                };
+                (sig, a)
+            })
+            .collect()
+    }
+}
+
+impl Drop for IgnoreInterrupts {
+    fn drop(&mut self) {
+        for &(sig, old) in &self.previous {
+            // SAFETY: puts back the disposition signal() returned.
+            unsafe {
+                libc::signal(sig, old);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -82,17 +182,39 @@ mod tests {
         assert_eq!(choose(Some("cat"), None), None);
         assert_eq!(choose(None, Some("  ")), None);
         assert_eq!(choose(None, Some("cat")), None);
+        assert_eq!(choose(None, Some(" cat ")), None);
+        assert_eq!(choose(None, Some("cat -n")), v(&["cat", "-n"]));
+        assert_eq!(choose(Some("cat -A"), None), v(&["cat", "-A"]));
     }
 
     #[test]
     fn a_missing_pager_is_reported_as_not_started() {
-        assert!(!page(&["/nonexistent/bmcctl-pager".to_owned()], "x"));
-        assert!(!page(&[], "x"));
+        assert_eq!(
+            page(&["/nonexistent/bmcctl-pager".to_owned()], "x"),
+            Paged::NotStarted
+        );
+        assert_eq!(page(&[], "x"), Paged::NotStarted);
     }
 
     #[test]
     fn a_pager_that_quits_early_is_fine() {
         let big = "line\n".repeat(100_000);
-        assert!(page(&["true".to_owned()], &big));
+        assert_eq!(page(&["true".to_owned()], &big), Paged::Shown);
+    }
+
+    #[test]
+    fn a_failing_pager_is_a_failure() {
+        assert_eq!(
+            page(&["false".to_owned()], "x\n"),
+            Paged::Failed("pager 'false' exited with status 1".into())
+        );
+        let sig = |s: i32| ExitStatus::from_raw(s);
+        assert_eq!(judge("less", sig(libc::SIGINT)), Paged::Shown);
+        assert_eq!(judge("less", sig(libc::SIGPIPE)), Paged::Shown);
+        assert_eq!(
+            judge("less", sig(libc::SIGKILL)),
+            Paged::Failed("pager 'less' was killed by signal 9".into())
+        );
+        assert_eq!(judge("less", sig(0)), Paged::Shown);
     }
 }

@@ -119,8 +119,13 @@ fn bad_enum_words_and_unknown_options() {
         "InvalidArgument",
     );
     assert!(m.contains("Graceful") && m.contains("Force"), "{m}");
-    // Any case of a valid word is accepted.
-    env.raw_call(chassis, CH, "SetRestorePolicy", &("alwayson", &none))
+    // Only the exact spelling is accepted (bmcctl maps any case for people).
+    let m = named(
+        env.raw_call(chassis, CH, "SetRestorePolicy", &("alwayson", &none)),
+        "InvalidArgument",
+    );
+    assert!(m.contains("did you mean AlwaysOn?"), "{m}");
+    env.raw_call(chassis, CH, "SetRestorePolicy", &("AlwaysOn", &none))
         .unwrap();
     assert_eq!(
         env.chassis().restore_policy().unwrap(),

@@ -314,10 +314,13 @@ fn policy_get(ctx: &Ctx) -> Result<Output, CliError> {
     ))
 }
 
-/// The word goes to the daemon as typed: the daemon validates it (any case
-/// of AlwaysOn, AlwaysOff, Restore, None), so a newer daemon's policies work
-/// with this bmcctl.
-fn policy_set(word: &str, ctx: &Ctx) -> Result<Output, CliError> {
+/// The word is matched in any case and by unique prefix against the known
+/// policies and sent with its exact spelling (the daemon takes only that);
+/// a word that matches none goes as typed for the daemon to judge, so a
+/// newer daemon's policies work with this bmcctl.
+fn policy_set(typed: &str, ctx: &Ctx) -> Result<Output, CliError> {
+    let word = crate::cli::enum_word(typed, RestorePolicy::NAMES)?;
+    let word = word.as_str();
     let client = ctx.connect()?;
     let policy = client.call(|c| {
         c.call_method(
