@@ -3,9 +3,13 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::io::Read;
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
 use bmcd_api::RestorePolicy;
+use serde::de::value::{MapAccessDeserializer, StrDeserializer, StringDeserializer};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 /// Where the daemon looks when `--config` is not given.
@@ -30,8 +34,9 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/bmcd")
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// Internally tagged by `type` (`sim` or `hardware`); deserialized by
+/// [`Tagged`] so that errors inside keep their JSON path.
+#[derive(Debug, Clone)]
 pub enum PlatformConfig {
     /// The simulated platform.
     Sim(SimConfig),
@@ -151,9 +156,9 @@ fn d_hwmon_root() -> PathBuf {
     PathBuf::from("/sys/class/hwmon")
 }
 
-/// Power control of a hardware platform.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+/// Power control of a hardware platform, tagged by `type` (`gpio` or
+/// `sim`), deserialized by [`Tagged`].
+#[derive(Debug, Clone)]
 pub enum PowerConfig {
     /// Buttons and power-good on a GPIO character device.
     Gpio(GpioPowerConfig),
@@ -515,6 +520,26 @@ pub struct Curve {
     /// `[temperature °C, level %]` pairs, temperatures strictly increasing;
     /// linear between points, flat beyond the ends.
     pub points: Vec<(f64, u8)>,
+    /// Critical temperature of the sensor, °C: at or above it every fan
+    /// runs at 100 % and a manual override ends (see `cooling.rs`). Must
+    /// be above the first point; default: the last point + 5 °C.
+    #[serde(default)]
+    pub critical_c: Option<f64>,
+}
+
+/// Margin of the default critical temperature over a curve's last point, °C.
+pub const DEFAULT_CRITICAL_MARGIN_C: f64 = 5.0;
+
+impl Curve {
+    /// The sensor's critical temperature, °C.
+    pub fn critical(&self) -> f64 {
+        self.critical_c.unwrap_or_else(|| {
+            self.points
+                .last()
+                .map(|p| p.0 + DEFAULT_CRITICAL_MARGIN_C)
+                .unwrap_or(f64::INFINITY)
+        })
+    }
 }
 
 /// A configuration error, naming the file and the field.
@@ -532,6 +557,42 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Largest accepted configuration file.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// Read a configuration file: a regular file (not a FIFO, device or
+/// directory, which could block or never end) of at most [`MAX_FILE_BYTES`].
+/// Checked before opening (so a device is never opened) and again on the
+/// open file (it may have been replaced in between); opened non-blocking so
+/// that a FIFO swapped in cannot block, and read through a bounded reader.
+fn read_bounded(path: &Path) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let check = |m: &std::fs::Metadata| {
+        if !m.is_file() {
+            Err("is not a regular file".to_owned())
+        } else if m.len() > MAX_FILE_BYTES {
+            Err(format!("is larger than 1 MiB ({} bytes)", m.len()))
+        } else {
+            Ok(())
+        }
+    };
+    check(&std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?)?;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    check(&file.metadata().map_err(|e| format!("cannot read: {e}"))?)?;
+    let mut buf = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if buf.len() as u64 > MAX_FILE_BYTES {
+        return Err("is larger than 1 MiB".into());
+    }
+    String::from_utf8(buf).map_err(|e| format!("is not UTF-8: {e}"))
+}
+
 impl Config {
     /// Read, parse and validate `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -539,7 +600,7 @@ impl Config {
             file: path.to_owned(),
             msg,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let text = read_bounded(path).map_err(err)?;
         Config::parse(&text).map_err(err)
     }
 
@@ -559,25 +620,50 @@ impl Config {
         }
         check_names("platform.fans", &fans)?;
         check_names("platform.sensors", &sensors)?;
+        self.validate_cooling(&sensors)?;
+        self.validate_chassis()?;
+        self.validate_platform()?;
+        self.auth.validate()?;
+        Ok(())
+    }
+
+    fn validate_cooling(&self, sensors: &[&str]) -> Result<(), String> {
         let c = &self.cooling;
-        if c.interval_ms < 50 || c.interval_ms > 60_000 {
+        range("cooling.interval_ms", c.interval_ms, 50, 60_000)?;
+        range(
+            "cooling.manual_timeout_max_s",
+            c.manual_timeout_max_s.into(),
+            1,
+            MAX_MANUAL_TIMEOUT_S,
+        )?;
+        range("cooling.min_level", c.min_level.into(), 0, 100)?;
+        // Its lower bounds are the cross-field rules below (at least 1,
+        // as fan_fail_min_level is).
+        range("cooling.failsafe_level", c.failsafe_level.into(), 0, 100)?;
+        // 0 would judge a fan meant to stand still, failing it at once.
+        range(
+            "cooling.fan_fail_min_level",
+            c.fan_fail_min_level.into(),
+            1,
+            100,
+        )?;
+        if c.failsafe_level < c.min_level {
             return Err(format!(
-                "cooling.interval_ms: {} is outside 50..=60000",
-                c.interval_ms
+                "cooling.failsafe_level: {} is below cooling.min_level ({})",
+                c.failsafe_level, c.min_level
             ));
         }
-        for (field, v) in [
-            ("cooling.min_level", c.min_level),
-            ("cooling.failsafe_level", c.failsafe_level),
-            ("cooling.fan_fail_min_level", c.fan_fail_min_level),
-        ] {
-            if v > 100 {
-                return Err(format!("{field}: {v} is more than 100 percent"));
-            }
+        if c.failsafe_level < c.fan_fail_min_level {
+            return Err(format!(
+                "cooling.failsafe_level: {} is below cooling.fan_fail_min_level ({}): fans in \
+                 failsafe would not be checked, so a failed fan would count as recovered and \
+                 the zone would flap",
+                c.failsafe_level, c.fan_fail_min_level
+            ));
         }
-        if c.fail_after == 0 || c.recover_after == 0 {
-            return Err("cooling.fail_after/recover_after: must be at least 1".into());
-        }
+        range("cooling.fan_fail_rpm", c.fan_fail_rpm.into(), 1, 100_000)?;
+        range("cooling.fail_after", c.fail_after.into(), 1, 1000)?;
+        range("cooling.recover_after", c.recover_after.into(), 1, 1000)?;
         if !(0.0..=20.0).contains(&c.hysteresis_c) {
             return Err(format!(
                 "cooling.hysteresis_c: {} is outside 0..=20",
@@ -595,13 +681,15 @@ impl Config {
                     curve.sensor
                 ));
             }
-            if curve.points.is_empty() {
+            let Some(&(first, _)) = curve.points.first() else {
                 return Err(format!("{f}.points: at least one point is required"));
-            }
+            };
             let mut prev: Option<f64> = None;
             for (j, (t, l)) in curve.points.iter().enumerate() {
-                if !t.is_finite() {
-                    return Err(format!("{f}.points[{j}]: temperature is not a number"));
+                if !(-100.0..=MAX_CRITICAL_C).contains(t) {
+                    return Err(format!(
+                        "{f}.points[{j}]: temperature {t} is outside -100..=200"
+                    ));
                 }
                 if *l > 100 {
                     return Err(format!("{f}.points[{j}]: level {l} is more than 100"));
@@ -613,36 +701,166 @@ impl Config {
                 }
                 prev = Some(*t);
             }
-        }
-        if let PlatformConfig::Sim(s) = &self.platform {
-            if !(-20.0..=60.0).contains(&s.ambient_c) {
-                return Err(format!(
-                    "platform.ambient_c: {} is outside -20..=60",
-                    s.ambient_c
-                ));
-            }
-            for (i, sen) in s.sensors.iter().enumerate() {
-                if !(0.0..=1.0).contains(&sen.cooling) || sen.tau_s <= 0.0 || sen.heat_c < 0.0 {
+            if let Some(crit) = curve.critical_c {
+                if !crit.is_finite() || crit > MAX_CRITICAL_C {
                     return Err(format!(
-                        "platform.sensors[{i}]: need 0 <= cooling <= 1, tau_s > 0, heat_c >= 0"
+                        "{f}.critical_c: {crit} is not a temperature up to {MAX_CRITICAL_C} °C"
+                    ));
+                }
+                if crit <= first {
+                    return Err(format!(
+                        "{f}.critical_c: {crit} is not above the curve's first point ({first} °C)"
                     ));
                 }
             }
-            if s.fans.iter().any(|f| f.max_rpm == 0) {
-                return Err("platform.fans: max_rpm must be positive".into());
-            }
         }
-        let ch = &self.chassis;
-        if ch.button_press_ms == 0 || ch.button_press_ms > 5000 {
-            return Err("chassis.button_press_ms: must be 1..=5000".into());
-        }
-        if ch.graceful_off_timeout_s > ch.graceful_off_timeout_max_s {
-            return Err(
-                "chassis.graceful_off_timeout_s: exceeds graceful_off_timeout_max_s".into(),
-            );
-        }
-        self.auth.validate()?;
         Ok(())
+    }
+
+    fn validate_chassis(&self) -> Result<(), String> {
+        let ch = &self.chassis;
+        range("chassis.button_press_ms", ch.button_press_ms, 1, 5000)?;
+        range("chassis.reset_pulse_ms", ch.reset_pulse_ms, 1, 5000)?;
+        range(
+            "chassis.power_on_timeout_ms",
+            ch.power_on_timeout_ms,
+            100,
+            600_000,
+        )?;
+        range(
+            "chassis.force_off_timeout_ms",
+            ch.force_off_timeout_ms,
+            100,
+            60_000,
+        )?;
+        range("chassis.cycle_off_ms", ch.cycle_off_ms, 100, 600_000)?;
+        range(
+            "chassis.graceful_off_timeout_max_s",
+            ch.graceful_off_timeout_max_s.into(),
+            1,
+            86_400,
+        )?;
+        range(
+            "chassis.graceful_off_timeout_s",
+            ch.graceful_off_timeout_s.into(),
+            1,
+            ch.graceful_off_timeout_max_s.into(),
+        )
+        .map_err(|e| format!("{e} (chassis.graceful_off_timeout_max_s)"))?;
+        range(
+            "chassis.identify_max_s",
+            ch.identify_max_s.into(),
+            1,
+            604_800,
+        )?;
+        Ok(())
+    }
+
+    fn validate_platform(&self) -> Result<(), String> {
+        match &self.platform {
+            PlatformConfig::Sim(s) => {
+                if !(-20.0..=60.0).contains(&s.ambient_c) {
+                    return Err(format!(
+                        "platform.ambient_c: {} is outside -20..=60",
+                        s.ambient_c
+                    ));
+                }
+                for (i, sen) in s.sensors.iter().enumerate() {
+                    let f = format!("platform.sensors[{i}]");
+                    if !(0.0..=200.0).contains(&sen.heat_c) {
+                        return Err(format!("{f}.heat_c: {} is outside 0..=200", sen.heat_c));
+                    }
+                    if !(0.0..=1.0).contains(&sen.cooling) {
+                        return Err(format!("{f}.cooling: {} is outside 0..=1", sen.cooling));
+                    }
+                    if !(sen.tau_s > 0.0 && sen.tau_s <= 3600.0) {
+                        return Err(format!("{f}.tau_s: {} is outside (0, 3600]", sen.tau_s));
+                    }
+                }
+                for (i, fan) in s.fans.iter().enumerate() {
+                    range(
+                        &format!("platform.fans[{i}].max_rpm"),
+                        fan.max_rpm.into(),
+                        1,
+                        100_000,
+                    )?;
+                }
+                self.validate_sim_power(
+                    "platform",
+                    s.power_on_delay_ms,
+                    s.host_shutdown_ms,
+                    s.force_off_hold_ms,
+                )
+            }
+            PlatformConfig::Hardware(h) => match &h.power {
+                PowerConfig::Sim(p) => self.validate_sim_power(
+                    "platform.power",
+                    p.power_on_delay_ms,
+                    p.host_shutdown_ms,
+                    p.force_off_hold_ms,
+                ),
+                PowerConfig::Gpio(_) => Ok(()),
+            },
+        }
+    }
+
+    /// The simulated power sequencing must fit the chassis' timeouts, or a
+    /// power on or forced off could never succeed.
+    fn validate_sim_power(
+        &self,
+        at: &str,
+        power_on_delay_ms: u64,
+        host_shutdown_ms: u64,
+        force_off_hold_ms: u64,
+    ) -> Result<(), String> {
+        let ch = &self.chassis;
+        range(
+            &format!("{at}.power_on_delay_ms"),
+            power_on_delay_ms,
+            0,
+            600_000,
+        )?;
+        range(
+            &format!("{at}.host_shutdown_ms"),
+            host_shutdown_ms,
+            0,
+            3_600_000,
+        )?;
+        range(
+            &format!("{at}.force_off_hold_ms"),
+            force_off_hold_ms,
+            0,
+            60_000,
+        )?;
+        if power_on_delay_ms >= ch.power_on_timeout_ms {
+            return Err(format!(
+                "{at}.power_on_delay_ms: {power_on_delay_ms} is not below \
+                 chassis.power_on_timeout_ms ({})",
+                ch.power_on_timeout_ms
+            ));
+        }
+        if force_off_hold_ms >= ch.force_off_timeout_ms {
+            return Err(format!(
+                "{at}.force_off_hold_ms: {force_off_hold_ms} is not below \
+                 chassis.force_off_timeout_ms ({})",
+                ch.force_off_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Longest accepted `cooling.manual_timeout_max_s` (about three years).
+const MAX_MANUAL_TIMEOUT_S: u64 = 100_000_000;
+/// Highest accepted curve point or critical temperature, °C.
+const MAX_CRITICAL_C: f64 = 200.0;
+
+/// `field: v is outside lo..=hi` unless `v` is within.
+fn range(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&v) {
+        Ok(())
+    } else {
+        Err(format!("{field}: {v} is outside {lo}..={hi}"))
     }
 }
 
@@ -667,6 +885,179 @@ fn check_names(field: &str, names: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// An enum tagged by a `type` field inside its object (`{"type": "sim",
+/// …}`). serde's `#[serde(tag = "type")]` buffers the whole object before
+/// it looks at the tag, and errors found in the buffer lose their path (all
+/// of them read `platform: …`). Here the object's fields go straight from
+/// the file to the variant's struct once the tag is known, so the path
+/// tracker sees every field; the rare fields written before `type` are
+/// buffered and their errors are given the full path explicitly.
+trait Tagged: Sized {
+    /// Where the enum sits in the file (`platform`), for buffered fields.
+    const AT: &'static str;
+    /// Values of `type`.
+    const VARIANTS: &'static [&'static str];
+    /// Deserialize the variant named `tag` from the object's other fields.
+    fn variant<'de, A: MapAccess<'de>>(tag: &str, rest: Rest<A>) -> Result<Self, A::Error>;
+}
+
+struct TaggedVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Tagged> Visitor<'de> for TaggedVisitor<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "an object with \"type\": one of {}",
+            T::VARIANTS.join(", ")
+        )
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        let mut buffered = Vec::new();
+        let tag = loop {
+            match map.next_key::<String>()? {
+                Some(k) if k == "type" => break map.next_value_seed(TagSeed(T::VARIANTS))?,
+                Some(k) => {
+                    let v: serde_json::Value = map.next_value()?;
+                    buffered.push((k, v));
+                }
+                None => return Err(de::Error::missing_field("type")),
+            }
+        };
+        T::variant(
+            tag,
+            Rest {
+                map,
+                buffered: buffered.into_iter(),
+                value: None,
+                at: T::AT,
+            },
+        )
+    }
+}
+
+/// The value of `type`, one of the given words.
+struct TagSeed(&'static [&'static str]);
+
+impl<'de> DeserializeSeed<'de> for TagSeed {
+    type Value = &'static str;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<&'static str, D::Error> {
+        let s = String::deserialize(d)?;
+        self.0
+            .iter()
+            .find(|v| **v == s)
+            .copied()
+            .ok_or_else(|| de::Error::unknown_variant(&s, self.0))
+    }
+}
+
+/// The fields of a tagged object other than `type`: first those buffered
+/// before the tag, then the rest straight from the file.
+struct Rest<A> {
+    map: A,
+    buffered: std::vec::IntoIter<(String, serde_json::Value)>,
+    /// The buffered value whose key was just handed out.
+    value: Option<(String, serde_json::Value)>,
+    at: &'static str,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for Rest<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        if let Some((k, v)) = self.buffered.next() {
+            let key = seed.deserialize(StrDeserializer::<A::Error>::new(&k))?;
+            self.value = Some((k, v));
+            return Ok(Some(key));
+        }
+        match self.map.next_key::<String>()? {
+            None => Ok(None),
+            Some(k) if k == "type" => Err(de::Error::duplicate_field("type")),
+            Some(k) => seed
+                .deserialize(StringDeserializer::<A::Error>::new(k))
+                .map(Some),
+        }
+    }
+
+    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        let Some((k, v)) = self.value.take() else {
+            return self.map.next_value_seed(seed);
+        };
+        let mut track = serde_path_to_error::Track::new();
+        match seed.deserialize(serde_path_to_error::Deserializer::new(v, &mut track)) {
+            Ok(x) => Ok(x),
+            Err(e) => {
+                let sub = track.path().to_string();
+                let path = match sub.as_str() {
+                    "." => format!("{}.{k}", self.at),
+                    s if s.starts_with('[') => format!("{}.{k}{s}", self.at),
+                    s => format!("{}.{k}.{s}", self.at),
+                };
+                Err(de::Error::custom(at_path(&path, &e.to_string())))
+            }
+        }
+    }
+}
+
+/// `path: msg`, unless `msg` already names a path below `path` (an error
+/// of a buffered field of a [`Tagged`] enum).
+fn at_path(path: &str, msg: &str) -> String {
+    let below = msg
+        .strip_prefix(path)
+        .is_some_and(|r| r.starts_with(['.', '[', ':']));
+    if below {
+        msg.to_owned()
+    } else {
+        format!("{path}: {msg}")
+    }
+}
+
+impl Tagged for PlatformConfig {
+    const AT: &'static str = "platform";
+    const VARIANTS: &'static [&'static str] = &["sim", "hardware"];
+
+    fn variant<'de, A: MapAccess<'de>>(tag: &str, rest: Rest<A>) -> Result<Self, A::Error> {
+        let d = MapAccessDeserializer::new(rest);
+        if tag == "sim" {
+            SimConfig::deserialize(d).map(PlatformConfig::Sim)
+        } else {
+            HardwareConfig::deserialize(d).map(PlatformConfig::Hardware)
+        }
+    }
+}
+
+impl Tagged for PowerConfig {
+    const AT: &'static str = "platform.power";
+    const VARIANTS: &'static [&'static str] = &["gpio", "sim"];
+
+    fn variant<'de, A: MapAccess<'de>>(tag: &str, rest: Rest<A>) -> Result<Self, A::Error> {
+        let d = MapAccessDeserializer::new(rest);
+        if tag == "gpio" {
+            GpioPowerConfig::deserialize(d).map(PowerConfig::Gpio)
+        } else {
+            SimPowerConfig::deserialize(d).map(PowerConfig::Sim)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PlatformConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TaggedVisitor(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for PowerConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TaggedVisitor(PhantomData))
+    }
+}
+
 /// Deserialize, naming the JSON path of the offending field on error
 /// (`cooling.curves[0].points: invalid length …`).
 fn deserialize_with_path<'de, R: serde_json::de::Read<'de>>(
@@ -677,7 +1068,7 @@ fn deserialize_with_path<'de, R: serde_json::de::Read<'de>>(
         if path == "." {
             e.inner().to_string()
         } else {
-            format!("{path}: {}", e.inner())
+            at_path(&path, &e.inner().to_string())
         }
     })?;
     de.end().map_err(|e| format!("invalid JSON: {e}"))?;
@@ -767,6 +1158,317 @@ mod tests {
             let e = Config::parse(&v.to_string()).err().unwrap_or_default();
             assert!(e.starts_with(field), "{bad}: {e}");
         }
+    }
+
+    fn example_text() -> String {
+        std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../config/examples/ast2600-hwmon-gpio.json"
+        ))
+        .unwrap_or_default()
+    }
+
+    type Tweak = Box<dyn FnOnce(&mut serde_json::Value)>;
+
+    /// The error of `text` with `tweak` applied to its JSON value (which
+    /// sorts every object's keys, so `type` comes after the other fields).
+    fn error_of(text: &str, tweak: impl FnOnce(&mut serde_json::Value)) -> String {
+        let mut v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+        tweak(&mut v);
+        Config::parse(&v.to_string()).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn errors_inside_platform_name_the_full_path() {
+        use serde_json::json;
+        let sim = default_text();
+        let hw = example_text();
+        let cases: Vec<(&str, &str, Tweak)> = vec![
+            (
+                &sim,
+                "platform.fans[2].max_rpm: invalid type: string \"x\", expected u32",
+                Box::new(|v| v["platform"]["fans"][2]["max_rpm"] = json!("x")),
+            ),
+            (
+                &sim,
+                "platform.sensors[1].heat_c: invalid type: string \"hot\", expected f64",
+                Box::new(|v| v["platform"]["sensors"][1]["heat_c"] = json!("hot")),
+            ),
+            (
+                &hw,
+                "platform.fans[1].tach: invalid type: string \"x\", expected u32",
+                Box::new(|v| v["platform"]["fans"][1]["tach"] = json!("x")),
+            ),
+            (
+                &hw,
+                "platform.sensors[0].input: invalid value: integer `-1`, expected u32",
+                Box::new(|v| v["platform"]["sensors"][0]["input"] = json!(-1)),
+            ),
+            (
+                &hw,
+                "platform.power.power_good.active_low: invalid type: string \"yes\"",
+                Box::new(|v| v["platform"]["power"]["power_good"]["active_low"] = json!("yes")),
+            ),
+            (
+                &hw,
+                "platform.power.reset_button: missing field `name`",
+                Box::new(|v| v["platform"]["power"]["reset_button"] = json!({})),
+            ),
+            (
+                &sim,
+                "platform: unknown field `bogus`",
+                Box::new(|v| v["platform"]["bogus"] = json!(1)),
+            ),
+            (
+                &hw,
+                "platform.power: unknown field `bogus`",
+                Box::new(|v| v["platform"]["power"]["bogus"] = json!(1)),
+            ),
+            (
+                &sim,
+                "platform.fans[0].tach: unknown field `tach`",
+                Box::new(|v| v["platform"]["fans"][0]["tach"] = json!(1)),
+            ),
+            (
+                &hw,
+                "platform.fans[0]: missing field `pwm`",
+                Box::new(|v| {
+                    if let Some(o) = v["platform"]["fans"][0].as_object_mut() {
+                        o.remove("pwm");
+                    }
+                }),
+            ),
+            (
+                &hw,
+                "platform.power: missing field `chip`",
+                Box::new(|v| {
+                    if let Some(o) = v["platform"]["power"].as_object_mut() {
+                        o.remove("chip");
+                    }
+                }),
+            ),
+            (
+                &sim,
+                "platform: missing field `type`",
+                Box::new(|v| {
+                    if let Some(o) = v["platform"].as_object_mut() {
+                        o.remove("type");
+                    }
+                }),
+            ),
+            (
+                &sim,
+                "platform.type: unknown variant `simulated`, expected `sim` or `hardware`",
+                Box::new(|v| v["platform"]["type"] = json!("simulated")),
+            ),
+            (
+                &hw,
+                "platform.power.type: unknown variant `i2c`",
+                Box::new(|v| v["platform"]["power"]["type"] = json!("i2c")),
+            ),
+        ];
+        for (text, want, tweak) in cases {
+            let e = error_of(text, tweak);
+            assert!(e.starts_with(want), "want {want:?}, got {e:?}");
+        }
+    }
+
+    #[test]
+    fn errors_inside_platform_name_the_path_when_type_comes_first() {
+        // The shipped files put `type` first: fields go straight through.
+        let e = Config::parse(&default_text().replacen(
+            "{ \"name\": \"fan2\", \"max_rpm\": 12000 }",
+            "{ \"name\": \"fan2\", \"max_rpm\": \"x\" }",
+            1,
+        ))
+        .err()
+        .unwrap_or_default();
+        assert!(
+            e.starts_with(
+                "platform.fans[2].max_rpm: invalid type: string \"x\", expected u32 at line"
+            ),
+            "{e}"
+        );
+        let e = Config::parse(&example_text().replacen(
+            "\"power_good\": { \"name\": \"power-chassis-good\", \"active_low\": false }",
+            "\"power_good\": { \"name\": 7, \"active_low\": false }",
+            1,
+        ))
+        .err()
+        .unwrap_or_default();
+        assert!(
+            e.starts_with("platform.power.power_good.name: invalid type: integer `7`"),
+            "{e}"
+        );
+        let e = Config::parse(&default_text().replacen(
+            "\"type\": \"sim\",",
+            "\"type\": \"sim\", \"type\": \"sim\",",
+            1,
+        ))
+        .err()
+        .unwrap_or_default();
+        assert!(e.starts_with("platform: duplicate field `type`"), "{e}");
+    }
+
+    #[test]
+    fn unsafe_values_are_refused_naming_the_fields() {
+        use serde_json::json;
+        let sim = default_text();
+        let hw = example_text();
+        let cases: Vec<(&str, &str, Tweak)> = vec![
+            (
+                &sim,
+                "cooling.failsafe_level: 0 is below cooling.fan_fail_min_level (20)",
+                Box::new(|v| {
+                    v["cooling"]["failsafe_level"] = json!(0);
+                    v["cooling"]["min_level"] = json!(0);
+                }),
+            ),
+            (
+                &sim,
+                "cooling.failsafe_level: 10 is below cooling.min_level (20)",
+                Box::new(|v| v["cooling"]["failsafe_level"] = json!(10)),
+            ),
+            (
+                &sim,
+                "cooling.failsafe_level: 30 is below cooling.fan_fail_min_level (50)",
+                Box::new(|v| {
+                    v["cooling"]["failsafe_level"] = json!(30);
+                    v["cooling"]["fan_fail_min_level"] = json!(50);
+                }),
+            ),
+            (
+                &sim,
+                "cooling.fan_fail_min_level: 0 is outside 1..=100",
+                Box::new(|v| v["cooling"]["fan_fail_min_level"] = json!(0)),
+            ),
+            (
+                &sim,
+                "cooling.manual_timeout_max_s: 4294967295 is outside",
+                Box::new(|v| v["cooling"]["manual_timeout_max_s"] = json!(u32::MAX)),
+            ),
+            (
+                &sim,
+                "cooling.interval_ms: 18446744073709551615 is outside 50..=60000",
+                Box::new(|v| v["cooling"]["interval_ms"] = json!(u64::MAX)),
+            ),
+            (
+                &sim,
+                "chassis.reset_pulse_ms: 0 is outside 1..=5000",
+                Box::new(|v| v["chassis"]["reset_pulse_ms"] = json!(0)),
+            ),
+            (
+                &sim,
+                "chassis.identify_max_s: 0 is outside 1..=604800",
+                Box::new(|v| v["chassis"]["identify_max_s"] = json!(0)),
+            ),
+            (
+                &sim,
+                "chassis.power_on_timeout_ms: 18446744073709551615 is outside",
+                Box::new(|v| v["chassis"]["power_on_timeout_ms"] = json!(u64::MAX)),
+            ),
+            (
+                &sim,
+                "chassis.force_off_timeout_ms: 18446744073709551615 is outside",
+                Box::new(|v| v["chassis"]["force_off_timeout_ms"] = json!(u64::MAX)),
+            ),
+            (
+                &sim,
+                "chassis.cycle_off_ms: 0 is outside",
+                Box::new(|v| v["chassis"]["cycle_off_ms"] = json!(0)),
+            ),
+            (
+                &sim,
+                "chassis.graceful_off_timeout_s: 0 is outside 1..=3600",
+                Box::new(|v| v["chassis"]["graceful_off_timeout_s"] = json!(0)),
+            ),
+            (
+                &sim,
+                "platform.host_shutdown_ms: 18446744073709551615 is outside",
+                Box::new(|v| v["platform"]["host_shutdown_ms"] = json!(u64::MAX)),
+            ),
+            (
+                &sim,
+                "platform.force_off_hold_ms: 4000 is not below chassis.force_off_timeout_ms (3000)",
+                Box::new(|v| v["chassis"]["force_off_timeout_ms"] = json!(3000)),
+            ),
+            (
+                &hw,
+                "platform.power.power_on_delay_ms: 20000 is not below chassis.power_on_timeout_ms (10000)",
+                Box::new(|v| {
+                    v["platform"]["power"] = json!({"type": "sim", "power_on_delay_ms": 20000})
+                }),
+            ),
+            (
+                &sim,
+                "cooling.curves[1].critical_c: 40 is not above the curve's first point (40 °C)",
+                Box::new(|v| v["cooling"]["curves"][1]["critical_c"] = json!(40.0)),
+            ),
+            (
+                &sim,
+                "cooling.curves[0].critical_c: 1000 is not a temperature",
+                Box::new(|v| v["cooling"]["curves"][0]["critical_c"] = json!(1000.0)),
+            ),
+        ];
+        for (text, want, tweak) in cases {
+            let e = error_of(text, tweak);
+            assert!(e.starts_with(want), "want {want:?}, got {e:?}");
+        }
+    }
+
+    #[test]
+    fn critical_defaults_to_the_last_point_plus_a_margin() {
+        let c = Curve {
+            sensor: "s".into(),
+            points: vec![(40.0, 20), (80.0, 100)],
+            critical_c: None,
+        };
+        assert_eq!(c.critical(), 85.0);
+        let c = Curve {
+            critical_c: Some(83.0),
+            ..c
+        };
+        assert_eq!(c.critical(), 83.0);
+    }
+
+    #[test]
+    fn load_refuses_devices_fifos_and_big_files() {
+        let msg = |p: &Path| {
+            Config::load(p)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            msg(Path::new("/dev/zero")),
+            "/dev/zero: is not a regular file"
+        );
+        let dir = std::env::temp_dir().join(format!("bmcd-config-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(
+            msg(&fifo).ends_with(": is not a regular file"),
+            "{}",
+            msg(&fifo)
+        );
+        assert!(msg(&dir).ends_with(": is not a regular file"));
+        let big = dir.join("big.json");
+        let mut text = default_text();
+        text.push_str(&" ".repeat(MAX_FILE_BYTES as usize));
+        let _ = std::fs::write(&big, &text);
+        assert!(
+            msg(&big).contains(": is larger than 1 MiB ("),
+            "{}",
+            msg(&big)
+        );
+        // Exactly at the cap is fine.
+        text.truncate(MAX_FILE_BYTES as usize);
+        let _ = std::fs::write(&big, &text);
+        assert!(Config::load(&big).is_ok(), "{}", msg(&big));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //!   present) or a sensor is lost for `fail_after` periods in a row; every
 //!   fan at `failsafe_level` until everything has been good for
 //!   `recover_after` periods. Failsafe overrides Manual.
+//! - Thermal guard: a sensor at or above its curve's critical temperature
+//!   (`critical_c`) puts the zone in Failsafe at once (no debounce) with
+//!   every fan at 100 %, whatever the mode and `failsafe_level`; a manual
+//!   override active then is ended, not suspended (a Critical event from
+//!   the sensor says so), and new ones are refused until every sensor is
+//!   `hysteresis_c` below its limit again.
 //!
 //! Invariant: once the loop has run, the fans are always driven by it;
 //! on shutdown they are handed back to the hardware (`FanHw::release`).
@@ -144,6 +150,8 @@ struct Inner {
     fans: Vec<Debounce>,
     sensors: Vec<Debounce>,
     curve_levels: Vec<u8>,
+    /// For each curve, whether its sensor is at its critical temperature.
+    critical: Vec<bool>,
     in_failsafe: bool,
     last_tick: Instant,
 }
@@ -212,6 +220,7 @@ impl Cooling {
             fans: vec![Debounce::default(); fan_names.len()],
             sensors: vec![Debounce::default(); sensor_names.len()],
             curve_levels: vec![0; cfg.curves.len()],
+            critical: vec![false; cfg.curves.len()],
             in_failsafe: false,
             last_tick: Instant::now(),
         };
@@ -460,6 +469,51 @@ impl Cooling {
             auto = auto.max(l);
         }
 
+        // Thermal guard: critical temperatures, with hysteresis on the way
+        // out; an unreadable sensor keeps its verdict (losing it is failsafe
+        // anyway once debounced).
+        let mut critical: Vec<String> = Vec::new();
+        let mut manual_ended = false;
+        for (ci, curve) in cfg.curves.iter().enumerate() {
+            let si = self.curve_sensor.get(ci).copied().unwrap_or(usize::MAX);
+            let (name, t) = temps
+                .get(si)
+                .map(|(n, t)| (n.as_str(), *t))
+                .unwrap_or(("?", f64::NAN));
+            let limit = curve.critical();
+            let was = inner.critical.get(ci).copied().unwrap_or(false);
+            let hot = if t.is_finite() {
+                t >= limit || (was && t > limit - cfg.hysteresis_c)
+            } else {
+                was
+            };
+            if let Some(slot) = inner.critical.get_mut(ci) {
+                *slot = hot;
+            }
+            if hot {
+                critical.push(format!("{name} at {t:.1} °C, critical {limit:.1} °C"));
+            }
+            if hot && !was {
+                let ended = inner.manual.take().is_some();
+                manual_ended |= ended;
+                self.event(
+                    Severity::Critical,
+                    name,
+                    format!(
+                        "{t:.1} °C reached the critical temperature of {limit:.1} °C; all fans \
+                         at 100%{}",
+                        if ended { "; manual override ended" } else { "" }
+                    ),
+                );
+            } else if was && !hot {
+                self.event(
+                    Severity::Info,
+                    name,
+                    format!("{t:.1} °C, below the critical temperature of {limit:.1} °C again"),
+                );
+            }
+        }
+
         // Fans: health from the duty written last period.
         let mut fans = Vec::with_capacity(self.fan_names.len());
         let rpms: Vec<u32> = r.rpms.iter().map(|x| *x.as_ref().unwrap_or(&0)).collect();
@@ -534,6 +588,12 @@ impl Cooling {
                 ));
             }
         }
+        let failsafe_level = if critical.is_empty() {
+            cfg.failsafe_level
+        } else {
+            100
+        };
+        reasons.append(&mut critical);
         let failsafe = !reasons.is_empty();
         let reason = reasons.join(", ");
         if failsafe != inner.in_failsafe {
@@ -542,10 +602,7 @@ impl Cooling {
                 self.event(
                     Severity::Critical,
                     "cooling",
-                    format!(
-                        "entering failsafe: {reason}; all fans at {}%",
-                        cfg.failsafe_level
-                    ),
+                    format!("entering failsafe: {reason}; all fans at {failsafe_level}%"),
                 );
             } else {
                 self.event(Severity::Info, "cooling", "failsafe cleared".into());
@@ -556,7 +613,7 @@ impl Cooling {
         let levels: Vec<u8> = (0..self.fan_names.len())
             .map(|i| {
                 if failsafe {
-                    cfg.failsafe_level
+                    failsafe_level
                 } else {
                     match &inner.manual {
                         Some(m) if m.fans.contains(&i) => m.level,
@@ -579,14 +636,20 @@ impl Cooling {
         inner.last_tick = now;
         drop(inner);
         self.state.send_if_modified(|s| {
-            let next = CoolingState {
+            let mut next = CoolingState {
                 mode,
                 auto_level: auto,
+                failsafe_level,
                 failsafe_reason: reason,
                 temps,
                 fans,
                 ..s.clone()
             };
+            if manual_ended {
+                next.manual_level = 0;
+                next.manual_fans.clear();
+                next.manual_expires_ms = 0;
+            }
             if *s == next {
                 return false;
             }
@@ -651,6 +714,7 @@ mod tests {
         Curve {
             sensor: "s".into(),
             points: vec![(30.0, 20), (50.0, 60), (70.0, 100)],
+            critical_c: None,
         }
     }
 
@@ -673,6 +737,104 @@ mod tests {
         assert_eq!(curve_level(&c, 49.0, 60, 2.0), 60);
         // 5 °C lower: drops to the level of 47 °C.
         assert_eq!(curve_level(&c, 45.0, 60, 2.0), 54);
+    }
+
+    struct Fans;
+    impl FanHw for Fans {
+        fn names(&self) -> Vec<String> {
+            vec!["f0".into(), "f1".into()]
+        }
+        fn read_rpm(&self, _: usize) -> HwResult<u32> {
+            Ok(5000)
+        }
+        fn write_pwm(&self, _: usize, _: u8) -> HwResult<()> {
+            Ok(())
+        }
+        fn present(&self, _: usize) -> HwResult<bool> {
+            Ok(true)
+        }
+        fn release(&self) -> HwResult<()> {
+            Ok(())
+        }
+    }
+    struct Temps;
+    impl TempHw for Temps {
+        fn names(&self) -> Vec<String> {
+            vec!["cpu".into()]
+        }
+        fn read_celsius(&self, _: usize) -> HwResult<f64> {
+            Ok(25.0)
+        }
+    }
+
+    fn zone(failsafe_level: u8) -> (Arc<Cooling>, mpsc::UnboundedReceiver<Event>) {
+        let cfg: CoolingConfig = serde_json::from_value(serde_json::json!({
+            "failsafe_level": failsafe_level,
+            "hysteresis_c": 2.0,
+            "curves": [{ "sensor": "cpu", "points": [[40.0, 20], [80.0, 100]],
+                         "critical_c": 83.0 }]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        Cooling::new(Arc::new(Fans), Arc::new(Temps), cfg)
+    }
+
+    fn at(t: f64) -> Readings {
+        Readings {
+            temps: vec![Ok(t)],
+            rpms: vec![Ok(5000), Ok(5000)],
+            present: vec![true, true],
+        }
+    }
+
+    #[test]
+    fn critical_temperature_ends_manual_and_forces_full_speed() {
+        let (z, mut ev) = zone(60);
+        let req = z.check_manual(0, &[], 0);
+        assert!(z.set_manual(req.unwrap_or_else(|e| panic!("{e}"))).is_ok());
+        assert_eq!(z.step(&at(70.0)), vec![0, 0]);
+        assert_eq!(z.subscribe().borrow().mode, CoolingMode::Manual);
+        while ev.try_recv().is_ok() {}
+
+        // At the limit: manual ends, every fan at 100 % (not failsafe_level).
+        assert_eq!(z.step(&at(83.0)), vec![255, 255]);
+        let st = z.subscribe().borrow().clone();
+        assert_eq!(st.mode, CoolingMode::Failsafe);
+        assert_eq!((st.manual_level, st.manual_fans.len()), (0, 0));
+        assert_eq!(st.failsafe_level, 100);
+        assert!(
+            st.failsafe_reason.contains("cpu at 83.0"),
+            "{}",
+            st.failsafe_reason
+        );
+        let e = ev.try_recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((e.severity, e.source.as_str()), (Severity::Critical, "cpu"));
+        assert!(e.message.contains("manual override ended"), "{}", e.message);
+        let r = z.check_manual(50, &[], 0).and_then(|r| z.set_manual(r));
+        assert!(
+            matches!(r, Err(Error::NotAllowed(ref m)) if m.contains("cpu")),
+            "{r:?}"
+        );
+
+        // Within the hysteresis: still critical; below it: Auto again,
+        // and the override is gone for good.
+        assert_eq!(z.step(&at(81.5)), vec![255, 255]);
+        z.step(&at(80.5));
+        let st = z.subscribe().borrow().clone();
+        assert_eq!((st.mode, st.failsafe_level), (CoolingMode::Auto, 60));
+        let r = z.check_manual(50, &[], 0).and_then(|r| z.set_manual(r));
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    #[test]
+    fn critical_temperature_in_auto_forces_full_speed() {
+        let (z, _ev) = zone(60);
+        assert_eq!(z.step(&at(50.0)), vec![percent_to_duty(40); 2]);
+        assert_eq!(z.step(&at(90.0)), vec![255, 255]);
+        assert_eq!(z.subscribe().borrow().mode, CoolingMode::Failsafe);
+        // An unreadable sensor keeps the verdict (and is lost once debounced).
+        let mut r = at(0.0);
+        r.temps = vec![Err(crate::hw::HwError::Unavailable("gone".into()))];
+        assert_eq!(z.step(&r), vec![255, 255]);
     }
 
     #[test]
