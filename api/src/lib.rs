@@ -15,11 +15,11 @@ pub mod types;
 use std::collections::HashMap;
 
 pub use types::{
-    CoolingMode, Health, PowerOffMode, PowerState, RestorePolicy, Severity, Transition,
+    CoolingMode, Health, PowerOffMode, PowerState, RestorePolicy, Severity, TaskState, Transition,
     UnknownVariant,
 };
 pub use zbus;
-use zbus::zvariant::Value;
+use zbus::zvariant::{OwnedValue, Value};
 
 /// Well-known bus name owned by the daemon.
 pub const BUS_NAME: &str = "org.bmcd";
@@ -31,6 +31,8 @@ pub const CHASSIS_PATH: &str = "/org/bmcd/chassis0";
 pub const FANS_PATH: &str = "/org/bmcd/fans";
 /// Simulation controls; present only when the daemon runs the `sim` platform.
 pub const SIM_PATH: &str = "/org/bmcd/sim";
+/// Parent of the `Task1` objects, `/org/bmcd/tasks/<id>`.
+pub const TASKS_PATH: &str = "/org/bmcd/tasks";
 
 pub const CHASSIS_IFACE: &str = "org.bmcd.Chassis1";
 pub const FAN_IFACE: &str = "org.bmcd.Fan1";
@@ -38,6 +40,8 @@ pub const COOLING_IFACE: &str = "org.bmcd.Cooling1";
 pub const SIMULATION_IFACE: &str = "org.bmcd.Simulation1";
 /// Re-authentication and identity; served at `ROOT_PATH`.
 pub const SESSION_IFACE: &str = "org.bmcd.Session1";
+/// Long-running work; one object per task under `TASKS_PATH`.
+pub const TASK_IFACE: &str = "org.bmcd.Task1";
 /// Prefix of every error name the daemon returns.
 pub const ERROR_PREFIX: &str = "org.bmcd.Error";
 
@@ -70,6 +74,20 @@ pub fn fan_path(name: &str) -> String {
         }
     }
     p
+}
+
+/// Object path of task `id` (ids start at 1 and are never reused).
+pub fn task_path(id: u64) -> String {
+    format!("{TASKS_PATH}/{id}")
+}
+
+/// The id in a task's object path, or `None` if `path` is not one.
+pub fn task_id(path: &str) -> Option<u64> {
+    let id = path.strip_prefix(TASKS_PATH)?.strip_prefix('/')?;
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || id.starts_with('0') {
+        return None;
+    }
+    id.parse().ok()
 }
 
 /// Every error the daemon returns, as named D-Bus errors
@@ -143,10 +161,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// `org.bmcd.Chassis1`: host power, identify LED and power restore policy.
 ///
-/// Transitions are asynchronous: a method returns once the transition has
-/// been accepted; `PendingTransition` returns to `None` and `PowerState`
-/// settles when it has finished. A transition requested while another is
-/// pending fails with `Busy`.
+/// Transitions are tasks: `PowerOn`, `PowerOff`, `PowerCycle` and `Reset`
+/// return once the transition has been accepted, with the path of the
+/// `Task1` object that carries it out; watch it (or `PendingTransition`,
+/// which returns to `None`, and `PowerState`) to learn how it ended. A
+/// request that needs no work (on while on) returns a task that is already
+/// `Completed`. A transition requested while another is pending fails with
+/// `Busy`.
 #[zbus::proxy(
     interface = "org.bmcd.Chassis1",
     default_service = "org.bmcd",
@@ -309,6 +330,66 @@ pub trait Session {
     fn who_am_i(&self) -> Result<(u32, String, String)>;
 }
 
+/// `org.bmcd.Task1` at `task_path(id)`: one piece of long-running work
+/// (a power transition, a firmware update, a dump).
+///
+/// Every change emits `PropertiesChanged` (progress at most about ten
+/// times a second), so clients watch a task without polling. A finished
+/// task stays for the daemon's configured time and count (default 24 h or
+/// the last 32), then its object is removed (`InterfacesRemoved`). A task
+/// that was running when bmcd stopped or died comes back `Interrupted`.
+#[zbus::proxy(
+    interface = "org.bmcd.Task1",
+    default_service = "org.bmcd",
+    gen_blocking = true
+)]
+pub trait Task {
+    /// Ask the work to stop. Allowed to the task's owner and to
+    /// Administrators, only while `Cancellable`; the task goes
+    /// `Cancelling`, then `Cancelled` at the work's next safe point.
+    fn cancel(&self, options: Options<'_>) -> Result<()>;
+
+    /// The task's number, as in its path.
+    #[zbus(property)]
+    fn id(&self) -> zbus::Result<u64>;
+    /// What the task does, a stable word such as `PowerOn` or `FirmwareUpdate`.
+    #[zbus(property)]
+    fn kind(&self) -> zbus::Result<String>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<TaskState>;
+    /// 0–100; never goes down.
+    #[zbus(property)]
+    fn progress(&self) -> zbus::Result<u8>;
+    /// The current step, a short word such as `Graceful` or `Write`.
+    #[zbus(property)]
+    fn phase(&self) -> zbus::Result<String>;
+    /// The latest human-readable line about the work.
+    #[zbus(property)]
+    fn message(&self) -> zbus::Result<String>;
+    /// Milliseconds since the Unix epoch; the task was accepted.
+    #[zbus(property)]
+    fn start_time(&self) -> zbus::Result<u64>;
+    /// Milliseconds since the Unix epoch the task finished; 0 while it runs.
+    #[zbus(property)]
+    fn end_time(&self) -> zbus::Result<u64>;
+    /// Milliseconds since the Unix epoch of the last sign of life of the
+    /// work, a heartbeat during long steps.
+    #[zbus(property)]
+    fn last_progress_time(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn cancellable(&self) -> zbus::Result<bool>;
+    /// The uid of the caller that started it.
+    #[zbus(property)]
+    fn owner_uid(&self) -> zbus::Result<u32>;
+    /// Why it failed or was interrupted: an error name
+    /// (`org.bmcd.Error.*`) and a text; two empty strings otherwise.
+    #[zbus(property)]
+    fn error(&self) -> zbus::Result<(String, String)>;
+    /// What a completed task produced; its keys depend on `Kind`.
+    #[zbus(property)]
+    fn result(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,6 +417,22 @@ mod tests {
             assert!(n.starts_with(ERROR_PREFIX));
         }
         assert_eq!(Error::NotAllowed("m".into()).message(), "m");
+    }
+
+    #[test]
+    fn task_paths_round_trip() {
+        assert_eq!(task_path(7), "/org/bmcd/tasks/7");
+        assert_eq!(task_id(&task_path(7)), Some(7));
+        assert_eq!(task_id(&task_path(u64::MAX)), Some(u64::MAX));
+        for bad in [
+            "/org/bmcd/tasks",
+            "/org/bmcd/tasks/",
+            "/org/bmcd/tasks/07",
+            "/org/bmcd/tasks/x",
+            "/org/bmcd/fans/1",
+        ] {
+            assert_eq!(task_id(bad), None, "{bad}");
+        }
     }
 
     #[test]

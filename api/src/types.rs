@@ -198,6 +198,40 @@ string_enum! {
     Severity { Critical, Warning, Info }
 }
 
+string_enum! {
+    /// Where a `Task1` is in its life. The last four are final: a finished
+    /// task never changes again.
+    TaskState {
+        /// Accepted, not started yet.
+        Pending,
+        /// At work; `Progress`, `Phase` and `Message` move.
+        Running,
+        /// Cancel was asked; the work stops at its next safe point.
+        Cancelling,
+        /// Done; `Result` holds what it produced.
+        Completed,
+        /// Stopped by an error; `Error` says which.
+        Failed,
+        /// Stopped by `Cancel`.
+        Cancelled,
+        /// bmcd stopped or died while the task ran; `Error` says why.
+        Interrupted,
+    }
+}
+
+impl TaskState {
+    /// Completed, Failed, Cancelled or Interrupted: nothing changes any more.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Completed
+                | TaskState::Failed
+                | TaskState::Cancelled
+                | TaskState::Interrupted
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +246,7 @@ mod tests {
             Health::SIGNATURE,
             CoolingMode::SIGNATURE,
             Severity::SIGNATURE,
+            TaskState::SIGNATURE,
         ] {
             assert_eq!(sig.to_string(), "s");
         }

@@ -1,36 +1,10 @@
-//! bmcd: the BMC management daemon.
-//!
-//! Start-up order (each step must succeed before the next):
-//! stop-signal handlers (a signal during start-up is kept, not fatal) →
-//! config → state store → hardware → controllers → connect to the bus →
-//! register every object → request `org.bmcd` → READY=1 → apply the
-//! power restore policy.
-//!
-//! Ending: SIGTERM, SIGINT and every other signal whose default action would
-//! end the process (see [`STOP_SIGNALS`]) stop it cleanly: fans handed back,
-//! name released, exit 0. SIGHUP is ignored (logged): reloading the
-//! configuration is not supported. A lost bus connection hands the fans
-//! back and exits 1, for `Restart=on-failure`. After a crash, the unit's
-//! `ExecStopPost=` runs `bmcd --release-fans` (see [`release_fans`]).
+//! bmcd: the BMC management daemon. This binary only parses its arguments
+//! and runs the library (`bmcd::run`); see `lib.rs` for the start-up order.
 
-mod auth;
-mod bus;
-mod chassis;
-mod config;
-mod cooling;
-mod hw;
-mod logging;
-mod notify;
-mod store;
-mod util;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::signal::unix::{signal, SignalKind};
-use zbus::fdo::{RequestNameFlags, RequestNameReply};
+use bmcd::{auth, config, logging, RunArgs};
 
 const USAGE: &str = "\
 Usage: bmcd [OPTIONS]
@@ -135,7 +109,7 @@ fn main() -> ExitCode {
         },
     );
     if args.release_fans {
-        return release_fans(&args.config);
+        return bmcd::release_fans(&args.config);
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -147,225 +121,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(run(args)) {
+    let run = RunArgs {
+        config: args.config,
+        bus: args.bus,
+        state_dir: args.state_dir,
+    };
+    match rt.block_on(bmcd::run(run)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
         }
     }
-}
-
-/// `bmcd --release-fans`: load the configuration as a normal start does,
-/// open only the fans (no power lines, no sensors, no bus, no PAM) and hand
-/// them back (`FanHw::release`: hwmon writes full duty to every `pwmN` and
-/// gives `pwmN_enable` back to automatic control where the driver has it).
-/// The unit runs this as `ExecStopPost=`, so fans are safe after any stop,
-/// a crash or SIGKILL included; after a clean stop it is a harmless repeat.
-fn release_fans(config: &Path) -> ExitCode {
-    let cfg = match config::Config::load(config) {
-        Ok(c) => c,
-        Err(e) => {
-            log::error!("--release-fans: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match hw::build_fans(&cfg.platform) {
-        Ok(None) => {
-            log::info!(
-                "--release-fans: sim platform: the simulated fans ended with the daemon, \
-                 nothing to hand back"
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(Some(fans)) => match fans.release() {
-            Ok(()) => {
-                log::info!(
-                    "--release-fans: {} fans handed back (hardware control, or full speed)",
-                    fans.names().len()
-                );
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                log::error!("--release-fans: {e}");
-                ExitCode::FAILURE
-            }
-        },
-        Err(e) => {
-            log::error!("--release-fans: hardware: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Signals whose default action would end bmcd without handing the fans
-/// back. Each one takes SIGTERM's path: a clean stop, exit 0.
-///
-/// Handled apart: SIGHUP is ignored with a log line (no reload), SIGPIPE is
-/// ignored by the Rust runtime before `main`. Left at their default:
-/// SIGKILL and SIGSTOP (cannot be caught), the faults of the process itself
-/// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP) and the
-/// real-time signals; after them the unit's `ExecStopPost=` hands the fans
-/// back, as after any crash.
-const STOP_SIGNALS: [(libc::c_int, &str); 12] = [
-    (libc::SIGTERM, "SIGTERM"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGQUIT, "SIGQUIT"),
-    (libc::SIGUSR1, "SIGUSR1"),
-    (libc::SIGUSR2, "SIGUSR2"),
-    (libc::SIGALRM, "SIGALRM"),
-    (libc::SIGVTALRM, "SIGVTALRM"),
-    (libc::SIGPROF, "SIGPROF"),
-    (libc::SIGXCPU, "SIGXCPU"),
-    (libc::SIGXFSZ, "SIGXFSZ"),
-    (libc::SIGIO, "SIGIO"),
-    (libc::SIGPWR, "SIGPWR"),
-];
-
-/// Install the handlers: the receiver yields the name of the first stop
-/// signal received (signals that arrive before anyone waits are kept);
-/// SIGHUP is only logged.
-fn handle_signals() -> Result<tokio::sync::mpsc::Receiver<&'static str>, String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    for (num, name) in STOP_SIGNALS {
-        let mut sig =
-            signal(SignalKind::from_raw(num)).map_err(|e| format!("cannot handle {name}: {e}"))?;
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            if sig.recv().await.is_some() {
-                // Full: a stop is already on its way.
-                let _ = tx.try_send(name);
-            }
-        });
-    }
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            log::warn!(
-                "SIGHUP: configuration reload is not supported; restart bmcd to apply a new \
-                 configuration"
-            );
-        }
-    });
-    Ok(rx)
-}
-
-async fn connect(bus: &str) -> zbus::Result<zbus::Connection> {
-    let b = match bus {
-        "system" => zbus::connection::Builder::system()?,
-        "session" => zbus::connection::Builder::session()?,
-        addr => zbus::connection::Builder::address(addr)?,
-    };
-    // No name yet: objects are registered first, then the name is requested.
-    b.build().await
-}
-
-async fn run(args: Args) -> Result<(), String> {
-    // First of all: a stop signal that arrives while bmcd starts (a
-    // service manager or test may send SIGTERM as soon as the name
-    // appears) is kept and handled at the end of the start-up, instead of
-    // killing the process the default way.
-    let mut stop_signals = handle_signals()?;
-    let mut cfg = config::Config::load(&args.config).map_err(|e| e.to_string())?;
-    if let Some(d) = args.state_dir {
-        cfg.state_dir = d;
-    }
-    let store =
-        Arc::new(store::Store::open(&cfg.state_dir).map_err(|e| format!("state directory: {e}"))?);
-    let platform = hw::build(&cfg.platform).map_err(|e| format!("hardware: {e}"))?;
-    let chassis = chassis::Chassis::new(platform.power.clone(), cfg.chassis.clone(), store)
-        .await
-        .map_err(|e| format!("chassis: {e}"))?;
-    let (cooling, events) = cooling::Cooling::new(
-        platform.fans.clone(),
-        platform.temps.clone(),
-        cfg.cooling.clone(),
-    );
-
-    let auth = auth::Auth::new(cfg.auth.clone());
-
-    let conn = connect(&args.bus)
-        .await
-        .map_err(|e| format!("cannot connect to the {} bus: {e}", args.bus))?;
-    auth.attach(&conn)
-        .await
-        .map_err(|e| format!("cannot watch the bus for departing callers: {e}"))?;
-    bus::serve(
-        &conn,
-        chassis.clone(),
-        cooling.clone(),
-        events,
-        platform.sim.clone(),
-        auth,
-    )
-    .await
-    .map_err(|e| format!("cannot register objects: {e}"))?;
-
-    // Only now, with every object in place, does the name appear.
-    match conn
-        .request_name_with_flags(bmcd_api::BUS_NAME, RequestNameFlags::DoNotQueue.into())
-        .await
-    {
-        Ok(RequestNameReply::PrimaryOwner) | Ok(RequestNameReply::AlreadyOwner) => {}
-        Ok(r) => return Err(format!("{} is already owned ({r:?})", bmcd_api::BUS_NAME)),
-        Err(e) => return Err(format!("cannot own {}: {e}", bmcd_api::BUS_NAME)),
-    }
-    log::info!(
-        "bmcd {} serving {} on the {} bus",
-        env!("CARGO_PKG_VERSION"),
-        bmcd_api::BUS_NAME,
-        args.bus
-    );
-
-    // From here on the fans are driven: every way out hands them back.
-    let control = tokio::spawn(cooling.clone().run());
-    let monitor = tokio::spawn(chassis.clone().monitor());
-    notify::ready();
-    if let Some(period) = notify::watchdog_interval() {
-        let c = cooling.clone();
-        let stale = Duration::from_millis(cfg.cooling.interval_ms.saturating_mul(3))
-            .max(Duration::from_secs(5));
-        tokio::spawn(async move {
-            let mut t = tokio::time::interval(period);
-            loop {
-                t.tick().await;
-                // Ping only while the control loop is alive: a stuck loop
-                // must get the daemon restarted.
-                if c.last_tick().elapsed() <= stale {
-                    notify::watchdog();
-                }
-            }
-        });
-    }
-    chassis.apply_restore_policy();
-
-    // zbus marks the connection closed when reading its socket fails (the
-    // bus daemon died or dropped us): nobody can reach bmcd any more.
-    let bus_lost = tokio::select! {
-        name = stop_signals.recv() => {
-            log::info!("{}: stopping", name.unwrap_or("signal handling ended"));
-            false
-        }
-        _ = conn.closed() => true,
-    };
-    if !bus_lost {
-        notify::stopping();
-    }
-    control.abort();
-    monitor.abort();
-    let c = cooling.clone();
-    let _ = tokio::task::spawn_blocking(move || c.release()).await;
-    if bus_lost {
-        // Logged once, by main; a non-zero exit gets bmcd restarted
-        // (Restart=on-failure).
-        return Err(format!(
-            "lost the connection to the bus ({}): fans released; exiting with \
-             failure so that the service manager restarts bmcd",
-            args.bus
-        ));
-    }
-    let _ = conn.release_name(bmcd_api::BUS_NAME).await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -123,26 +123,10 @@ impl Pam {
     }
 }
 
-/// The gid of group `name` (NSS), or a panic naming it.
+/// The gid of group `name` (NSS, through the daemon's own lookup), or a
+/// panic naming it.
 pub fn gid_of(name: &str) -> u32 {
-    let cname = CString::new(name).expect("group name");
-    let mut buf: Vec<libc::c_char> = vec![0; 16 * 1024];
-    // SAFETY: an all-zero group is a valid value of this plain C struct;
-    // getgrnam_r fills it with pointers into `buf`, which outlives the call;
-    // `result` is null or points to `gr`. Only the gid is read.
-    let gid = unsafe {
-        let mut gr: libc::group = std::mem::zeroed();
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        let rc = libc::getgrnam_r(
-            cname.as_ptr(),
-            &mut gr,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        );
-        (rc == 0 && !result.is_null()).then_some(gr.gr_gid)
-    };
-    gid.unwrap_or_else(|| {
+    bmcd::auth::identity::group_id(name).unwrap_or_else(|| {
         panic!("group '{name}' does not exist (Debian's base-passwd always has it)")
     })
 }

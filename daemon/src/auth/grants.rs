@@ -61,7 +61,7 @@ impl Grants {
     }
 
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.by_conn.len()
     }
 }
