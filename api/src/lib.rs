@@ -76,6 +76,9 @@ pub fn fan_path(name: &str) -> String {
     p
 }
 
+/// How many of a task's recent messages `Task1.Messages` keeps.
+pub const MAX_TASK_MESSAGES: usize = 8;
+
 /// Object path of task `id` (ids start at 1 and are never reused).
 pub fn task_path(id: u64) -> String {
     format!("{TASKS_PATH}/{id}")
@@ -120,6 +123,11 @@ pub enum Error {
     Timeout(String),
     /// A bug or an unexpected failure inside the daemon.
     Internal(String),
+    /// The work was cancelled (a task's `Error` after `Cancel`).
+    Cancelled(String),
+    /// bmcd stopped or died while the work ran (a task's `Error` after a
+    /// restart).
+    Interrupted(String),
 }
 
 impl Error {
@@ -137,7 +145,9 @@ impl Error {
             | Error::NotAllowed(m)
             | Error::Unavailable(m)
             | Error::Timeout(m)
-            | Error::Internal(m) => m.clone(),
+            | Error::Internal(m)
+            | Error::Cancelled(m)
+            | Error::Interrupted(m) => m.clone(),
         }
     }
 }
@@ -155,6 +165,8 @@ pub const ERROR_NAMES: &[&str] = &[
     "org.bmcd.Error.Unavailable",
     "org.bmcd.Error.Timeout",
     "org.bmcd.Error.Internal",
+    "org.bmcd.Error.Cancelled",
+    "org.bmcd.Error.Interrupted",
 ];
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -366,6 +378,9 @@ pub trait Task {
     /// The latest human-readable line about the work.
     #[zbus(property)]
     fn message(&self) -> zbus::Result<String>;
+    /// The last few messages (at most `MAX_TASK_MESSAGES`), oldest first.
+    #[zbus(property)]
+    fn messages(&self) -> zbus::Result<Vec<String>>;
     /// Milliseconds since the Unix epoch; the task was accepted.
     #[zbus(property)]
     fn start_time(&self) -> zbus::Result<u64>;
