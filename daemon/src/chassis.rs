@@ -20,7 +20,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bmcd_api::{Error, PowerOffMode, PowerState, RestorePolicy, Transition};
+use std::fmt;
+use std::io;
+
+use bmcd_api::{PowerOffMode, PowerState, RestorePolicy, Transition};
 use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
 
@@ -55,8 +58,70 @@ pub struct Chassis {
     restore_on: bool,
 }
 
-fn hw_err(e: HwError) -> Error {
-    Error::Unavailable(format!("power control hardware: {e}"))
+/// Why the chassis refused a request or a transition failed. The bus maps
+/// each to its `org.bmcd.Error.*` name (`bus/chassis.rs`).
+#[derive(Debug)]
+pub enum ChassisError {
+    /// Another transition is under way.
+    Busy(Transition),
+    /// Reset or power cycle while the host is off.
+    HostOff(Transition),
+    /// A time argument above its configured maximum.
+    TooLong {
+        what: &'static str,
+        given: u32,
+        max: u32,
+    },
+    /// `SetIdentify(false, seconds > 0)`.
+    SecondsWithOff,
+    /// The power-control hardware failed.
+    Hardware(HwError),
+    /// Power-good did not reach the wanted level in time.
+    PowerGoodTimeout { rise: bool, ms: u64 },
+    /// A setting could not be written to disk.
+    Persist(io::Error),
+}
+
+impl fmt::Display for ChassisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChassisError::Busy(t) => write!(
+                f,
+                "a power {} is already under way",
+                t.as_str().to_lowercase()
+            ),
+            ChassisError::HostOff(t) => write!(
+                f,
+                "cannot {} the host while it is off; use power on",
+                if *t == Transition::Reset {
+                    "reset"
+                } else {
+                    "power cycle"
+                }
+            ),
+            ChassisError::TooLong { what, given, max } => {
+                write!(f, "{what} {given} s is more than the maximum of {max} s")
+            }
+            ChassisError::SecondsWithOff => {
+                f.write_str("seconds applies only when turning identify on")
+            }
+            ChassisError::Hardware(e) => write!(f, "power control hardware: {e}"),
+            ChassisError::PowerGoodTimeout { rise: true, ms } => {
+                write!(f, "power-good did not rise within {ms} ms")
+            }
+            ChassisError::PowerGoodTimeout { rise: false, ms } => write!(
+                f,
+                "power-good still high after holding the power button {ms} ms"
+            ),
+            ChassisError::Persist(e) => write!(f, "cannot persist the setting: {e}"),
+        }
+    }
+}
+
+impl From<HwError> for ChassisError {
+    fn from(e: HwError) -> Self {
+        ChassisError::Hardware(e)
+    }
 }
 
 impl Chassis {
@@ -157,14 +222,11 @@ impl Chassis {
     }
 
     /// Claim the single transition slot, or fail with `Busy`.
-    fn claim(&self, t: Transition) -> Result<PowerState, Error> {
-        let mut result = Err(Error::Internal(String::new()));
+    fn claim(&self, t: Transition) -> Result<PowerState, ChassisError> {
+        let mut result = Err(ChassisError::Busy(t));
         self.state.send_if_modified(|s| {
             if s.pending != Transition::None {
-                result = Err(Error::Busy(format!(
-                    "a power {} is already under way",
-                    s.pending.as_str().to_lowercase()
-                )));
+                result = Err(ChassisError::Busy(s.pending));
                 return false;
             }
             result = Ok(s.power);
@@ -222,25 +284,19 @@ impl Chassis {
         t: Transition,
         mode: PowerOffMode,
         graceful_timeout_s: u32,
-    ) -> Result<(), Error> {
+    ) -> Result<(), ChassisError> {
         if graceful_timeout_s > self.cfg.graceful_off_timeout_max_s {
-            return Err(Error::InvalidArgument(format!(
-                "timeout {graceful_timeout_s} s is more than the maximum of {} s",
-                self.cfg.graceful_off_timeout_max_s
-            )));
+            return Err(ChassisError::TooLong {
+                what: "timeout",
+                given: graceful_timeout_s,
+                max: self.cfg.graceful_off_timeout_max_s,
+            });
         }
         let current = self.claim(t)?;
         let off = matches!(current, PowerState::Off | PowerState::TransitioningToOn);
         if off && matches!(t, Transition::Reset | Transition::Cycle) {
             self.finish();
-            return Err(Error::NotAllowed(format!(
-                "cannot {} the host while it is off; use power on",
-                if t == Transition::Reset {
-                    "reset"
-                } else {
-                    "power cycle"
-                }
-            )));
+            return Err(ChassisError::HostOff(t));
         }
         // What `Restore` brings back after a crash or power loss from now
         // on: the request, on disk before the request is acknowledged.
@@ -274,35 +330,31 @@ impl Chassis {
         Ok(())
     }
 
-    async fn do_on(&self) -> Result<(), String> {
-        if self.power_good().await.map_err(|e| e.to_string())? {
+    async fn do_on(&self) -> Result<(), ChassisError> {
+        if self.power_good().await? {
             return Ok(());
         }
         self.set_power(PowerState::TransitioningToOn);
-        self.press(false, self.cfg.button_press_ms)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.press(false, self.cfg.button_press_ms).await?;
         let t = Duration::from_millis(self.cfg.power_on_timeout_ms);
-        if !self.wait_power(true, t).await.map_err(|e| e.to_string())? {
-            return Err(format!(
-                "power-good did not rise within {} ms",
-                self.cfg.power_on_timeout_ms
-            ));
+        if !self.wait_power(true, t).await? {
+            return Err(ChassisError::PowerGoodTimeout {
+                rise: true,
+                ms: self.cfg.power_on_timeout_ms,
+            });
         }
         Ok(())
     }
 
-    async fn do_off(&self, mode: PowerOffMode, graceful_s: u32) -> Result<(), String> {
-        if !self.power_good().await.map_err(|e| e.to_string())? {
+    async fn do_off(&self, mode: PowerOffMode, graceful_s: u32) -> Result<(), ChassisError> {
+        if !self.power_good().await? {
             return Ok(());
         }
         self.set_power(PowerState::TransitioningToOff);
         if mode == PowerOffMode::Graceful {
-            self.press(false, self.cfg.button_press_ms)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.press(false, self.cfg.button_press_ms).await?;
             let t = Duration::from_secs(u64::from(graceful_s));
-            if self.wait_power(false, t).await.map_err(|e| e.to_string())? {
+            if self.wait_power(false, t).await? {
                 return Ok(());
             }
             log::warn!("chassis: host did not shut down within {graceful_s} s; forcing power off");
@@ -311,22 +363,22 @@ impl Chassis {
     }
 
     /// Hold the power button until power-good drops (or the limit passes).
-    async fn force_off(&self) -> Result<(), String> {
-        self.button(false, true).await.map_err(|e| e.to_string())?;
+    async fn force_off(&self) -> Result<(), ChassisError> {
+        self.button(false, true).await?;
         let t = Duration::from_millis(self.cfg.force_off_timeout_ms);
         let r = self.wait_power(false, t).await;
         let released = self.button(false, false).await;
         match (r, released) {
             (Ok(true), Ok(())) => Ok(()),
-            (Ok(false), _) => Err(format!(
-                "power-good still high after holding the power button {} ms",
-                self.cfg.force_off_timeout_ms
-            )),
-            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            (Ok(false), _) => Err(ChassisError::PowerGoodTimeout {
+                rise: false,
+                ms: self.cfg.force_off_timeout_ms,
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(e.into()),
         }
     }
 
-    async fn do_cycle(&self) -> Result<(), String> {
+    async fn do_cycle(&self) -> Result<(), ChassisError> {
         self.set_power(PowerState::TransitioningToOff);
         self.force_off().await?;
         self.set_power(PowerState::Off);
@@ -334,25 +386,26 @@ impl Chassis {
         self.do_on().await
     }
 
-    async fn do_reset(&self) -> Result<(), String> {
-        self.press(true, self.cfg.reset_pulse_ms)
-            .await
-            .map_err(|e| e.to_string())
+    async fn do_reset(&self) -> Result<(), ChassisError> {
+        Ok(self.press(true, self.cfg.reset_pulse_ms).await?)
     }
 
     /// Light the identify LED for `seconds` (0 = until turned off), or put
     /// it out.
-    pub async fn set_identify(self: &Arc<Self>, on: bool, seconds: u32) -> Result<(), Error> {
+    pub async fn set_identify(
+        self: &Arc<Self>,
+        on: bool,
+        seconds: u32,
+    ) -> Result<(), ChassisError> {
         if seconds > self.cfg.identify_max_s {
-            return Err(Error::InvalidArgument(format!(
-                "seconds {seconds} is more than the maximum of {}",
-                self.cfg.identify_max_s
-            )));
+            return Err(ChassisError::TooLong {
+                what: "seconds",
+                given: seconds,
+                max: self.cfg.identify_max_s,
+            });
         }
         if !on && seconds != 0 {
-            return Err(Error::InvalidArgument(
-                "seconds applies only when turning identify on".into(),
-            ));
+            return Err(ChassisError::SecondsWithOff);
         }
         let gen = self.identify_gen.fetch_add(1, Ordering::SeqCst) + 1;
         let expires = if on && seconds > 0 {
@@ -377,11 +430,9 @@ impl Chassis {
     }
 
     /// Drive the LED and publish the new state.
-    async fn identify_led(&self, on: bool, expires_ms: u64) -> Result<(), Error> {
+    async fn identify_led(&self, on: bool, expires_ms: u64) -> Result<(), ChassisError> {
         let h = self.hw.clone();
-        blocking(move || h.set_identify_led(on))
-            .await
-            .map_err(hw_err)?;
+        blocking(move || h.set_identify_led(on)).await?;
         self.state.send_if_modified(|s| {
             let changed = s.identify != on || s.identify_expires_ms != expires_ms;
             s.identify = on;
@@ -391,10 +442,10 @@ impl Chassis {
         Ok(())
     }
 
-    pub fn set_policy(&self, p: RestorePolicy) -> Result<(), Error> {
+    pub fn set_policy(&self, p: RestorePolicy) -> Result<(), ChassisError> {
         self.store
             .update(|s| s.restore_policy = Some(p))
-            .map_err(|e| Error::Internal(format!("cannot persist the policy: {e}")))?;
+            .map_err(ChassisError::Persist)?;
         self.state.send_if_modified(|s| {
             let changed = s.policy != p;
             s.policy = p;

@@ -179,13 +179,19 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     auth.attach(&conn)
         .await
         .map_err(|e| format!("cannot watch the bus for departing callers: {e}"))?;
-    bus::serve(
+    let _registry = bus::serve(
         &conn,
-        chassis.clone(),
-        cooling.clone(),
-        events,
-        platform.sim.clone(),
-        auth,
+        bus::Parts {
+            chassis: chassis.clone(),
+            cooling: cooling.clone(),
+            events,
+            sim: platform
+                .sim
+                .clone()
+                .map(|s| s as Arc<dyn hw::control::SimControl>),
+            auth,
+            audit: Arc::new(bus::LogAudit),
+        },
     )
     .await
     .map_err(|e| format!("cannot register objects: {e}"))?;
