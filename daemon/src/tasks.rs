@@ -441,12 +441,12 @@ fn revive(t: &mut TaskSnapshot, now: u64) -> bool {
         let at = if t.phase.is_empty() {
             "before its first phase".to_owned()
         } else {
-            t.phase.clone()
+            format!("at {}, {}%", t.phase, t.progress)
         };
         t.state = TaskState::Interrupted;
         t.error = (
             ERROR_INTERRUPTED.to_owned(),
-            format!("bmcd stopped while the task ran (at {at}, {}%)", t.progress),
+            format!("bmcd stopped while the task ran ({at})"),
         );
         t.end_ms = now.max(1);
         t.cancellable = false;
@@ -1426,6 +1426,71 @@ mod tests {
             })
             .count();
         assert_eq!(n, MAX_CORRUPT_FILES as usize);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
+    async fn a_start_that_cannot_be_saved_fails_and_leaves_no_task() {
+        let d = tmpdir("nosave");
+        let (t, mut rx) =
+            Tasks::open_with_clock(&d, TasksConfig::default(), tokio_clock()).unwrap();
+        // The temp file of the atomic write cannot be created.
+        fs::create_dir(d.join(format!(".{FILE}.tmp"))).unwrap();
+        assert!(t.start("Dump", 0, &[], false).is_err());
+        assert!(t.list().is_empty());
+        assert!(rx.try_recv().is_err(), "never announced");
+        fs::remove_dir(d.join(format!(".{FILE}.tmp"))).unwrap();
+        assert_eq!(t.start("Dump", 0, &[], false).unwrap().id(), 2);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn concurrent_starts_get_distinct_ids_all_on_disk() {
+        let d = tmpdir("concurrent");
+        let (t, _) = open(&d, TasksConfig::default(), manual_clock().1);
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let t = t.clone();
+                std::thread::spawn(move || {
+                    (0..5)
+                        .map(|_| {
+                            let h = t.start("Dump", 0, &[("a", 1)], false).unwrap();
+                            h.phase("a");
+                            let id = h.id();
+                            std::mem::forget(h);
+                            id
+                        })
+                        .collect::<Vec<u64>>()
+                })
+            })
+            .collect();
+        let mut ids: Vec<u64> = threads
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=20).collect::<Vec<u64>>());
+        let f = on_disk(&d);
+        assert_eq!(f["next_id"], 21);
+        assert_eq!(f["tasks"].as_array().unwrap().len(), 20);
+        assert!(f["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["state"] == "Running"));
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_task_that_never_began_says_so_when_interrupted() {
+        let d = tmpdir("never-began");
+        let (t, _) = open(&d, TasksConfig::default(), manual_clock().1);
+        std::mem::forget(t.start("PowerOn", 0, PHASES, true).unwrap());
+        let (t, _) = open(&d, TasksConfig::default(), manual_clock().1);
+        assert_eq!(
+            snap(&t, 1).error.1,
+            "bmcd stopped while the task ran (before its first phase)"
+        );
         let _ = fs::remove_dir_all(&d);
     }
 
