@@ -23,6 +23,7 @@ pub mod hw;
 pub mod logging;
 pub mod notify;
 pub mod store;
+pub mod tasks;
 pub mod util;
 
 use std::path::{Path, PathBuf};
