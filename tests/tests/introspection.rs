@@ -32,10 +32,10 @@ fn walk(env: &Env) -> BTreeMap<String, String> {
     out
 }
 
-/// The shipped files: interface name -> canonical form.
-fn shipped() -> BTreeMap<String, String> {
+/// The shipped files: (file name, interface, text).
+fn shipped_files() -> Vec<(String, String, String)> {
     let dir = workspace_root().join("config/dbus");
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(iface) = name
@@ -45,6 +45,16 @@ fn shipped() -> BTreeMap<String, String> {
             continue;
         };
         let text = std::fs::read_to_string(e.path()).unwrap();
+        out.push((name.clone(), iface.to_owned(), text));
+    }
+    out
+}
+
+/// The shipped files: interface name -> canonical form.
+fn shipped() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, iface, text) in shipped_files() {
+        let iface = iface.as_str();
         let canon = xml::interface(&text, iface)
             .unwrap_or_else(|err| panic!("{name}: {err}"))
             .unwrap_or_else(|| panic!("{name} does not declare interface {iface}"));
@@ -115,21 +125,12 @@ fn live_interfaces_match_the_shipped_xml() {
 /// (interface, method) of every method in the shipped XML files, which the
 /// test above holds to the live daemon.
 fn shipped_methods() -> BTreeSet<(String, String)> {
-    let dir = workspace_root().join("config/dbus");
     let mut out = BTreeSet::new();
-    for e in std::fs::read_dir(&dir).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(iface) = name
-            .strip_suffix(".xml")
-            .filter(|n| n.starts_with("org.bmcd."))
-        else {
-            continue;
-        };
-        let text = std::fs::read_to_string(e.path()).unwrap();
+    for (_, iface, text) in shipped_files() {
         for line in text.lines() {
             if let Some(rest) = line.trim().strip_prefix("<method name=\"") {
                 let m = rest.split('"').next().unwrap_or_default();
-                out.insert((iface.to_owned(), m.to_owned()));
+                out.insert((iface.clone(), m.to_owned()));
             }
         }
     }

@@ -46,13 +46,11 @@ impl TaskIface {
     /// policy row lets Operators try; the task manager decides the rest).
     async fn cancel(&self, options: Options, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
         self.m
-            .call(
+            .act(
                 &hdr,
-                Some(&options),
-                &[],
+                &options,
                 format!("task={}", self.id),
-                || Ok(()),
-                |caller, ()| async move {
+                |caller| async move {
                     self.tasks
                         .cancel(self.id, caller.uid, caller.role == Role::Administrator)
                 },
