@@ -1295,6 +1295,16 @@ mod tests {
             ),
             (
                 &sim,
+                "cooling.min_level: level 150 is outside 0..=100 percent",
+                Box::new(|v| v["cooling"]["min_level"] = json!(150)),
+            ),
+            (
+                &sim,
+                "cooling.curves[0].points[1][1]: level 101 is outside 0..=100 percent",
+                Box::new(|v| v["cooling"]["curves"][0]["points"][1][1] = json!(101)),
+            ),
+            (
+                &sim,
                 "cooling.fan_fail_min_level: 0 is outside 1..=100",
                 Box::new(|v| v["cooling"]["fan_fail_min_level"] = json!(0)),
             ),
