@@ -214,19 +214,34 @@ impl Properties {
         T: TryFrom<OwnedValue>,
         T::Error: std::fmt::Display,
     {
-        let protocol = |what: String| {
-            CliError::new(
-                names::PROTOCOL,
-                format!("{}.{name}: {what}", self.iface),
-                Exit::Failure,
-            )
-        };
-        let v = self
-            .values
-            .remove(name)
-            .ok_or_else(|| protocol("bmcd did not send this property".to_owned()))?;
-        let signature = v.value_signature().to_string();
-        T::try_from(v).map_err(|e| protocol(format!("unexpected value of type '{signature}': {e}")))
+        // The generic part is kept to the conversion (one copy per type).
+        let (v, signature) = self.remove(name)?;
+        T::try_from(v).map_err(|e| self.unexpected(name, &signature, &e))
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(OwnedValue, String), CliError> {
+        match self.values.remove(name) {
+            Some(v) => {
+                let signature = v.value_signature().to_string();
+                Ok((v, signature))
+            }
+            None => Err(self.protocol(name, "bmcd did not send this property")),
+        }
+    }
+
+    fn unexpected(&self, name: &str, signature: &str, e: &dyn std::fmt::Display) -> CliError {
+        self.protocol(
+            name,
+            &format!("unexpected value of type '{signature}': {e}"),
+        )
+    }
+
+    fn protocol(&self, name: &str, what: &str) -> CliError {
+        CliError::new(
+            names::PROTOCOL,
+            format!("{}.{name}: {what}", self.iface),
+            Exit::Failure,
+        )
     }
 }
 
