@@ -10,9 +10,8 @@ use std::time::Duration;
 use bmcd_api::zbus;
 use bmcd_api::{ChassisProxyBlocking, CoolingProxyBlocking, Options, SessionProxyBlocking};
 use zbus::blocking::connection::Builder;
-use zbus::blocking::fdo::{ObjectManagerProxy, PropertiesProxy};
+use zbus::blocking::fdo::ObjectManagerProxy;
 use zbus::blocking::Connection;
-use zbus::names::InterfaceName;
 use zbus::proxy::CacheProperties;
 use zbus::zvariant::OwnedValue;
 
@@ -164,13 +163,14 @@ impl Client {
     /// `org.freedesktop.DBus.Properties.GetAll` call.
     pub fn get_all(&self, path: &'static str, iface: &'static str) -> Result<Properties, CliError> {
         let values = self.call(|c| {
-            let p = PropertiesProxy::builder(c)
-                .destination(bmcd_api::BUS_NAME)?
-                .path(path)?
-                .cache_properties(CacheProperties::No)
-                .build()?;
-            p.get_all(InterfaceName::from_static_str_unchecked(iface))
-                .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
+            let reply = c.call_method(
+                Some(bmcd_api::BUS_NAME),
+                path,
+                Some("org.freedesktop.DBus.Properties"),
+                "GetAll",
+                &(iface,),
+            )?;
+            Ok(reply.body().deserialize::<HashMap<String, OwnedValue>>()?)
         })?;
         Ok(Properties { iface, values })
     }
