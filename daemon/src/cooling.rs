@@ -26,13 +26,47 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bmcd_api::{CoolingMode, Error, Health, Severity};
+use bmcd_api::{CoolingMode, Health, Severity};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::clock::now_ms;
 use crate::config::{CoolingConfig, Curve};
 use crate::hw::{FanHw, HwResult, Percent, TempHw};
+
+/// Why the cooling zone refused a request. The bus maps each to its
+/// `org.bmcd.Error.*` name (`bus/cooling.rs`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum CoolingError {
+    /// A level above 100 %.
+    LevelOutOfRange(u8),
+    /// A timeout above the configured maximum.
+    TimeoutTooLong { given: u32, max: u32 },
+    /// No fan by that name; the names there are.
+    NoSuchFan(String, Vec<String>),
+    /// The zone is in failsafe (the reason), so manual control is refused.
+    Failsafe(String),
+}
+
+impl std::fmt::Display for CoolingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CoolingError::LevelOutOfRange(l) => {
+                write!(f, "level {l} is outside 0..=100 percent")
+            }
+            CoolingError::TimeoutTooLong { given, max } => {
+                write!(f, "timeout {given} s is more than the maximum of {max} s")
+            }
+            CoolingError::NoSuchFan(n, all) => {
+                write!(f, "no fan named '{n}' (fans: {})", all.join(", "))
+            }
+            CoolingError::Failsafe(why) => write!(
+                f,
+                "the fans are in failsafe ({why}); manual control is refused until it clears"
+            ),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FanState {
@@ -275,29 +309,22 @@ impl Cooling {
         level: u8,
         fans: &[String],
         timeout_s: u32,
-    ) -> Result<ManualRequest, Error> {
+    ) -> Result<ManualRequest, CoolingError> {
         let Some(level) = Percent::new(level) else {
-            return Err(Error::InvalidArgument(format!(
-                "level {level} is outside 0..=100 percent"
-            )));
+            return Err(CoolingError::LevelOutOfRange(level));
         };
         if timeout_s > self.cfg.manual_timeout_max_s {
-            return Err(Error::InvalidArgument(format!(
-                "timeout {timeout_s} s is more than the maximum of {} s",
-                self.cfg.manual_timeout_max_s
-            )));
+            return Err(CoolingError::TimeoutTooLong {
+                given: timeout_s,
+                max: self.cfg.manual_timeout_max_s,
+            });
         }
         let mut idx = Vec::new();
         for f in fans {
             match self.fan_names.iter().position(|n| n == f) {
                 Some(i) if !idx.contains(&i) => idx.push(i),
                 Some(_) => {}
-                None => {
-                    return Err(Error::NotFound(format!(
-                        "no fan named '{f}' (fans: {})",
-                        self.fan_names.join(", ")
-                    )))
-                }
+                None => return Err(CoolingError::NoSuchFan(f.clone(), self.fan_names.to_vec())),
             }
         }
         if idx.is_empty() {
@@ -311,7 +338,7 @@ impl Cooling {
     }
 
     /// Start a validated manual override. Takes effect at the next period.
-    pub fn set_manual(&self, req: ManualRequest) -> Result<(), Error> {
+    pub fn set_manual(&self, req: ManualRequest) -> Result<(), CoolingError> {
         let ManualRequest {
             level,
             fans: idx,
@@ -319,10 +346,9 @@ impl Cooling {
         } = req;
         let mut inner = self.lock();
         if inner.in_failsafe {
-            return Err(Error::NotAllowed(format!(
-                "the fans are in failsafe ({}); manual control is refused until it clears",
-                self.state.borrow().failsafe_reason
-            )));
+            return Err(CoolingError::Failsafe(
+                self.state.borrow().failsafe_reason.clone(),
+            ));
         }
         let (expires, expires_ms) = if timeout_s == 0 {
             (None, 0)
@@ -843,7 +869,7 @@ mod tests {
         assert!(e.message.contains("manual override ended"), "{}", e.message);
         let r = z.check_manual(50, &[], 0).and_then(|r| z.set_manual(r));
         assert!(
-            matches!(r, Err(Error::NotAllowed(ref m)) if m.contains("cpu")),
+            matches!(r, Err(CoolingError::Failsafe(ref m)) if m.contains("cpu")),
             "{r:?}"
         );
 

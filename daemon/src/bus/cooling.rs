@@ -11,7 +11,21 @@ use zbus::object_server::SignalEmitter;
 use zbus::Connection;
 
 use super::method::{Methods, Options};
-use crate::cooling::{Cooling, CoolingState, Event};
+use crate::cooling::{Cooling, CoolingError, CoolingState, Event};
+
+/// The named error of each cooling refusal (spelled here once).
+impl From<CoolingError> for Error {
+    fn from(e: CoolingError) -> Error {
+        let text = e.to_string();
+        match e {
+            CoolingError::LevelOutOfRange(_) | CoolingError::TimeoutTooLong { .. } => {
+                Error::InvalidArgument(text)
+            }
+            CoolingError::NoSuchFan(..) => Error::NotFound(text),
+            CoolingError::Failsafe(_) => Error::NotAllowed(text),
+        }
+    }
+}
 
 pub struct CoolingIface {
     pub m: Arc<Methods>,
@@ -35,7 +49,7 @@ impl CoolingIface {
                 Some(&options),
                 &[],
                 format!("level={level} fans={} timeout={timeout}", fans.join(",")),
-                || self.cooling.check_manual(level, &fans, timeout),
+                || Ok(self.cooling.check_manual(level, &fans, timeout)?),
                 |_, request| async move { self.cooling.set_manual(request) },
             )
             .await
