@@ -19,7 +19,7 @@ pub use types::{
     UnknownVariant,
 };
 pub use zbus;
-use zbus::zvariant::{OwnedValue, Value};
+use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
 
 /// Well-known bus name owned by the daemon.
 pub const BUS_NAME: &str = "org.bmcd";
@@ -188,15 +188,20 @@ pub type Result<T> = std::result::Result<T, Error>;
 )]
 pub trait Chassis {
     /// Power the host on. No-op if it is already on.
-    fn power_on(&self, options: Options<'_>) -> Result<()>;
+    fn power_on(&self, options: Options<'_>) -> Result<OwnedObjectPath>;
     /// Power the host off. `mode` is a `PowerOffMode`; `timeout` (seconds)
     /// bounds the graceful phase before the forced fallback, 0 = the
     /// configured default. No-op if the host is already off.
-    fn power_off(&self, mode: PowerOffMode, timeout: u32, options: Options<'_>) -> Result<()>;
+    fn power_off(
+        &self,
+        mode: PowerOffMode,
+        timeout: u32,
+        options: Options<'_>,
+    ) -> Result<OwnedObjectPath>;
     /// Forced off, then on. `NotAllowed` while off.
-    fn power_cycle(&self, options: Options<'_>) -> Result<()>;
+    fn power_cycle(&self, options: Options<'_>) -> Result<OwnedObjectPath>;
     /// Pulse the reset line. `NotAllowed` while off.
-    fn reset(&self, options: Options<'_>) -> Result<()>;
+    fn reset(&self, options: Options<'_>) -> Result<OwnedObjectPath>;
     /// Identify LED on (for `seconds`, 0 = until turned off) or off.
     fn set_identify(&self, on: bool, seconds: u32, options: Options<'_>) -> Result<()>;
     /// Set and persist the power restore policy.

@@ -139,6 +139,12 @@ impl Client {
         }
     }
 
+    /// The connection itself (for reading signals; calls go through
+    /// [`Client::call`]).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Get a password and authenticate this connection with it.
     fn reauthenticate(&self) -> Result<(), CliError> {
         let mut passwords = auth::passwords(self.auth)?;
