@@ -132,7 +132,9 @@ pub fn wait(client: &Client, path: &str, style: Style) -> Result<TaskInfo, CliEr
     let mut t = task::read_task(client, path)?;
     let mut report = Reporter::new(style);
     report.show(&t);
+    let mut waited = false;
     while !t.is_final() {
+        waited = true;
         match rx.recv() {
             Ok(Event::Changed {
                 sender,
@@ -175,6 +177,14 @@ pub fn wait(client: &Client, path: &str, style: Style) -> Result<TaskInfo, CliEr
         }
     }
     report.finish();
+    if waited {
+        // The signal that said "final" may not carry every property that
+        // changed with it (Error, Result, the last Progress): read them all
+        // once more; if the task or bmcd is gone by now, keep what we saw.
+        if let Ok(last) = task::read_task(client, path) {
+            t = last;
+        }
+    }
     Ok(t)
 }
 
