@@ -307,13 +307,13 @@ pub trait Cooling {
 )]
 pub trait Simulation {
     /// Room temperature in °C (−20…60).
-    fn set_ambient(&self, celsius: f64) -> Result<()>;
+    fn set_ambient(&self, celsius: f64, options: Options<'_>) -> Result<()>;
     /// Make a fan's rotor stall (`failed`) or spin again.
-    fn set_fan_fault(&self, fan: &str, failed: bool) -> Result<()>;
+    fn set_fan_fault(&self, fan: &str, failed: bool, options: Options<'_>) -> Result<()>;
     /// Make a temperature sensor unreadable (`lost`) or readable again.
-    fn set_sensor_fault(&self, sensor: &str, lost: bool) -> Result<()>;
+    fn set_sensor_fault(&self, sensor: &str, lost: bool, options: Options<'_>) -> Result<()>;
     /// Whether the simulated host OS honours a graceful shutdown request.
-    fn set_host_responsive(&self, responsive: bool) -> Result<()>;
+    fn set_host_responsive(&self, responsive: bool, options: Options<'_>) -> Result<()>;
 
     #[zbus(property)]
     fn ambient(&self) -> zbus::Result<f64>;

@@ -13,6 +13,13 @@
 //!   transition ends or when power-good changes while idle. An intermediate
 //!   state (the off phase of a cycle) is never persisted.
 //!
+//! Every transition is a task (`crate::tasks`): `request` returns its id
+//! once the transition is accepted and recorded; the task's phases, progress
+//! and outcome follow the work. `pending` stays for old clients.
+//! Transition tasks are not cancellable, except a graceful power off
+//! during its wait for the host: cancelling it skips the forced fallback
+//! (the host OS, already asked, may still shut down).
+//!
 //! State is published through a `watch` channel; the bus layer turns
 //! changes into `PropertiesChanged`. Nothing here knows zbus.
 
@@ -20,13 +27,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bmcd_api::{Error, PowerOffMode, PowerState, RestorePolicy, Transition};
+use std::fmt;
+use std::io;
+
+use bmcd_api::{PowerOffMode, PowerState, RestorePolicy, Transition};
 use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
 
 use crate::config::ChassisConfig;
 use crate::hw::{HwError, PowerHw};
 use crate::store::Store;
+use crate::tasks::{ResultValue, TaskHandle, Tasks};
 use crate::util::{blocking, now_ms};
 
 /// How often power-good is sampled, while idle and while waiting for it.
@@ -44,6 +55,7 @@ pub struct ChassisState {
 
 pub struct Chassis {
     hw: Arc<dyn PowerHw>,
+    tasks: Arc<Tasks>,
     cfg: ChassisConfig,
     store: Arc<Store>,
     state: watch::Sender<ChassisState>,
@@ -55,8 +67,79 @@ pub struct Chassis {
     restore_on: bool,
 }
 
-fn hw_err(e: HwError) -> Error {
-    Error::Unavailable(format!("power control hardware: {e}"))
+/// Why the chassis refused a request or a transition failed. The bus maps
+/// each to its `org.bmcd.Error.*` name (`bus/chassis.rs`).
+#[derive(Debug)]
+pub enum ChassisError {
+    /// Another transition is under way.
+    Busy(Transition),
+    /// Reset or power cycle while the host is off.
+    HostOff(Transition),
+    /// A time argument above its configured maximum.
+    TooLong {
+        what: &'static str,
+        given: u32,
+        max: u32,
+    },
+    /// `SetIdentify(false, seconds > 0)`.
+    SecondsWithOff,
+    /// The power-control hardware failed.
+    Hardware(HwError),
+    /// Power-good did not reach the wanted level in time.
+    PowerGoodTimeout { rise: bool, ms: u64 },
+    /// A setting could not be written to disk.
+    Persist(io::Error),
+    /// The task that would carry the transition could not be recorded.
+    Task(io::Error),
+    /// The graceful wait was cancelled: no forced power off.
+    Cancelled,
+}
+
+impl fmt::Display for ChassisError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChassisError::Busy(t) => write!(
+                f,
+                "a power {} is already under way",
+                t.as_str().to_lowercase()
+            ),
+            ChassisError::HostOff(t) => write!(
+                f,
+                "cannot {} the host while it is off; use power on",
+                if *t == Transition::Reset {
+                    "reset"
+                } else {
+                    "power cycle"
+                }
+            ),
+            ChassisError::TooLong { what, given, max } => {
+                write!(f, "{what} {given} s is more than the maximum of {max} s")
+            }
+            ChassisError::SecondsWithOff => {
+                f.write_str("seconds applies only when turning identify on")
+            }
+            ChassisError::Hardware(e) => write!(f, "power control hardware: {e}"),
+            ChassisError::PowerGoodTimeout { rise: true, ms } => {
+                write!(f, "power-good did not rise within {ms} ms")
+            }
+            ChassisError::PowerGoodTimeout { rise: false, ms } => write!(
+                f,
+                "power-good still high after holding the power button {ms} ms"
+            ),
+            ChassisError::Persist(e) => write!(f, "cannot persist the setting: {e}"),
+            ChassisError::Task(e) => write!(f, "cannot record the task: {e}"),
+            ChassisError::Cancelled => f.write_str(
+                "cancelled during the graceful wait: no forced power off (the host OS \
+                 may still shut down)",
+            ),
+        }
+    }
+}
+
+impl From<HwError> for ChassisError {
+    fn from(e: HwError) -> Self {
+        ChassisError::Hardware(e)
+    }
 }
 
 impl Chassis {
@@ -65,6 +148,7 @@ impl Chassis {
         hw: Arc<dyn PowerHw>,
         cfg: ChassisConfig,
         store: Arc<Store>,
+        tasks: Arc<Tasks>,
     ) -> Result<Arc<Chassis>, HwError> {
         let h = hw.clone();
         let on = blocking(move || h.power_good()).await?;
@@ -86,6 +170,7 @@ impl Chassis {
         }
         Ok(Arc::new(Chassis {
             hw,
+            tasks,
             cfg,
             store,
             state,
@@ -157,14 +242,11 @@ impl Chassis {
     }
 
     /// Claim the single transition slot, or fail with `Busy`.
-    fn claim(&self, t: Transition) -> Result<PowerState, Error> {
-        let mut result = Err(Error::Internal(String::new()));
+    fn claim(&self, t: Transition) -> Result<PowerState, ChassisError> {
+        let mut result = Err(ChassisError::Busy(t));
         self.state.send_if_modified(|s| {
             if s.pending != Transition::None {
-                result = Err(Error::Busy(format!(
-                    "a power {} is already under way",
-                    s.pending.as_str().to_lowercase()
-                )));
+                result = Err(ChassisError::Busy(s.pending));
                 return false;
             }
             result = Ok(s.power);
@@ -202,46 +284,84 @@ impl Chassis {
         r.and(r2)
     }
 
-    /// Wait until power-good equals `want` or `timeout` passes.
-    async fn wait_power(&self, want: bool, timeout: Duration) -> Result<bool, HwError> {
-        let deadline = Instant::now() + timeout;
+    /// Wait until power-good equals `want` or `timeout` passes, reporting
+    /// the elapsed share of `timeout` as the progress of the task's phase.
+    async fn wait_power(
+        &self,
+        want: bool,
+        timeout: Duration,
+        task: &TaskHandle,
+    ) -> Result<bool, HwError> {
+        let start = Instant::now();
+        let deadline = start + timeout;
         loop {
             if self.power_good().await? == want {
                 return Ok(true);
             }
-            if Instant::now() >= deadline {
+            let now = Instant::now();
+            if now >= deadline {
                 return Ok(false);
             }
+            task.progress(now.duration_since(start).as_secs_f64() / timeout.as_secs_f64());
             sleep(POLL).await;
         }
     }
 
-    /// Validate and start a transition; returns when it has been accepted.
+    /// The task kind and weighted phases of a transition.
+    fn plan(t: Transition, mode: PowerOffMode) -> (&'static str, &'static [(&'static str, u32)]) {
+        match (t, mode) {
+            (Transition::On | Transition::None, _) => {
+                ("PowerOn", &[("Press", 10), ("WaitPowerGood", 90)])
+            }
+            (Transition::Off, PowerOffMode::Graceful) => (
+                "PowerOff",
+                &[("Press", 5), ("Graceful", 70), ("ForceOff", 25)],
+            ),
+            (Transition::Off, PowerOffMode::Force) => ("PowerOff", &[("ForceOff", 100)]),
+            (Transition::Cycle, _) => (
+                "PowerCycle",
+                &[
+                    ("ForceOff", 40),
+                    ("OffDelay", 20),
+                    ("Press", 5),
+                    ("WaitPowerGood", 35),
+                ],
+            ),
+            (Transition::Reset, _) => ("Reset", &[("Reset", 100)]),
+        }
+    }
+
+    /// Validate and start a transition for `owner_uid`; returns the id of
+    /// its task once it has been accepted and recorded.
     pub fn request(
         self: &Arc<Self>,
         t: Transition,
         mode: PowerOffMode,
         graceful_timeout_s: u32,
-    ) -> Result<(), Error> {
+        owner_uid: u32,
+    ) -> Result<u64, ChassisError> {
         if graceful_timeout_s > self.cfg.graceful_off_timeout_max_s {
-            return Err(Error::InvalidArgument(format!(
-                "timeout {graceful_timeout_s} s is more than the maximum of {} s",
-                self.cfg.graceful_off_timeout_max_s
-            )));
+            return Err(ChassisError::TooLong {
+                what: "timeout",
+                given: graceful_timeout_s,
+                max: self.cfg.graceful_off_timeout_max_s,
+            });
         }
         let current = self.claim(t)?;
         let off = matches!(current, PowerState::Off | PowerState::TransitioningToOn);
         if off && matches!(t, Transition::Reset | Transition::Cycle) {
             self.finish();
-            return Err(Error::NotAllowed(format!(
-                "cannot {} the host while it is off; use power on",
-                if t == Transition::Reset {
-                    "reset"
-                } else {
-                    "power cycle"
-                }
-            )));
+            return Err(ChassisError::HostOff(t));
         }
+        let (kind, phases) = Self::plan(t, mode);
+        let task = match self.tasks.start(kind, owner_uid, phases, false) {
+            Ok(task) => task,
+            Err(e) => {
+                self.finish();
+                return Err(ChassisError::Task(e));
+            }
+        };
+        let id = task.id();
         // What `Restore` brings back after a crash or power loss from now
         // on: the request, on disk before the request is acknowledged.
         self.persist_host_on(t != Transition::Off, "requested");
@@ -252,107 +372,156 @@ impl Chassis {
         };
         let me = self.clone();
         tokio::spawn(async move {
-            log::info!("chassis: power {} requested", t.as_str().to_lowercase());
+            let what = t.as_str().to_lowercase();
+            log::info!("chassis: power {what} requested (task {id})");
             let r = match t {
-                Transition::On => me.do_on().await,
-                Transition::Off => me.do_off(mode, graceful).await,
-                Transition::Cycle => me.do_cycle().await,
-                Transition::Reset => me.do_reset().await,
+                Transition::On => me.do_on(&task).await,
+                Transition::Off => me.do_off(mode, graceful, &task).await,
+                Transition::Cycle => me.do_cycle(&task).await,
+                Transition::Reset => me.do_reset(&task).await,
                 Transition::None => Ok(()),
             };
-            if let Err(e) = r {
-                log::error!("chassis: power {}: {e}", t.as_str().to_lowercase());
+            if let Err(e) = &r {
+                log::error!("chassis: power {what}: {e}");
             }
             // Whatever happened, report (and record) what the hardware says
-            // now.
-            match me.power_good().await {
+            // now, and free the slot, before the task says it has ended.
+            let now = me.power_good().await;
+            match now {
                 Ok(on) => me.settled(on),
-                Err(e) => log::error!("chassis: power-good: {e}"),
+                Err(ref e) => log::error!("chassis: power-good: {e}"),
             }
             me.finish();
+            match r {
+                Ok(()) => {
+                    let state = me.snapshot().power;
+                    task.complete(
+                        [(
+                            "PowerState".to_owned(),
+                            ResultValue::Str(state.as_str().to_owned()),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    );
+                }
+                Err(ChassisError::Cancelled) => task.cancelled(),
+                Err(e) => {
+                    let e = bmcd_api::Error::from(e);
+                    task.fail(zbus::DBusError::name(&e).as_str(), &e.message());
+                }
+            }
         });
-        Ok(())
+        Ok(id)
     }
 
-    async fn do_on(&self) -> Result<(), String> {
-        if self.power_good().await.map_err(|e| e.to_string())? {
+    async fn do_on(&self, task: &TaskHandle) -> Result<(), ChassisError> {
+        if self.power_good().await? {
+            task.message("the host is already on");
             return Ok(());
         }
         self.set_power(PowerState::TransitioningToOn);
-        self.press(false, self.cfg.button_press_ms)
-            .await
-            .map_err(|e| e.to_string())?;
+        task.phase("Press");
+        self.press(false, self.cfg.button_press_ms).await?;
+        task.phase("WaitPowerGood");
+        task.message("power button pressed; waiting for power-good");
         let t = Duration::from_millis(self.cfg.power_on_timeout_ms);
-        if !self.wait_power(true, t).await.map_err(|e| e.to_string())? {
-            return Err(format!(
-                "power-good did not rise within {} ms",
-                self.cfg.power_on_timeout_ms
-            ));
+        if !self.wait_power(true, t, task).await? {
+            return Err(ChassisError::PowerGoodTimeout {
+                rise: true,
+                ms: self.cfg.power_on_timeout_ms,
+            });
         }
+        task.message("power-good is high: the host is on");
         Ok(())
     }
 
-    async fn do_off(&self, mode: PowerOffMode, graceful_s: u32) -> Result<(), String> {
-        if !self.power_good().await.map_err(|e| e.to_string())? {
+    async fn do_off(
+        &self,
+        mode: PowerOffMode,
+        graceful_s: u32,
+        task: &TaskHandle,
+    ) -> Result<(), ChassisError> {
+        if !self.power_good().await? {
+            task.message("the host is already off");
             return Ok(());
         }
         self.set_power(PowerState::TransitioningToOff);
         if mode == PowerOffMode::Graceful {
-            self.press(false, self.cfg.button_press_ms)
-                .await
-                .map_err(|e| e.to_string())?;
+            task.phase("Press");
+            self.press(false, self.cfg.button_press_ms).await?;
+            task.phase("Graceful");
+            task.message(&format!(
+                "asked the host OS to shut down; waiting up to {graceful_s} s"
+            ));
+            task.set_cancellable(true);
             let t = Duration::from_secs(u64::from(graceful_s));
-            if self.wait_power(false, t).await.map_err(|e| e.to_string())? {
+            let gone = tokio::select! {
+                r = self.wait_power(false, t, task) => r?,
+                () = task.cancel_requested() => return Err(ChassisError::Cancelled),
+            };
+            task.set_cancellable(false);
+            if gone {
+                task.message("the host shut down");
                 return Ok(());
             }
             log::warn!("chassis: host did not shut down within {graceful_s} s; forcing power off");
+            task.message(&format!(
+                "the host did not shut down within {graceful_s} s; forcing power off"
+            ));
         }
-        self.force_off().await
+        self.force_off(task).await
     }
 
     /// Hold the power button until power-good drops (or the limit passes).
-    async fn force_off(&self) -> Result<(), String> {
-        self.button(false, true).await.map_err(|e| e.to_string())?;
+    async fn force_off(&self, task: &TaskHandle) -> Result<(), ChassisError> {
+        task.phase("ForceOff");
+        self.button(false, true).await?;
         let t = Duration::from_millis(self.cfg.force_off_timeout_ms);
-        let r = self.wait_power(false, t).await;
+        let r = self.wait_power(false, t, task).await;
         let released = self.button(false, false).await;
         match (r, released) {
             (Ok(true), Ok(())) => Ok(()),
-            (Ok(false), _) => Err(format!(
-                "power-good still high after holding the power button {} ms",
-                self.cfg.force_off_timeout_ms
-            )),
-            (Err(e), _) | (_, Err(e)) => Err(e.to_string()),
+            (Ok(false), _) => Err(ChassisError::PowerGoodTimeout {
+                rise: false,
+                ms: self.cfg.force_off_timeout_ms,
+            }),
+            (Err(e), _) | (_, Err(e)) => Err(e.into()),
         }
     }
 
-    async fn do_cycle(&self) -> Result<(), String> {
+    async fn do_cycle(&self, task: &TaskHandle) -> Result<(), ChassisError> {
         self.set_power(PowerState::TransitioningToOff);
-        self.force_off().await?;
+        self.force_off(task).await?;
         self.set_power(PowerState::Off);
+        task.phase("OffDelay");
+        task.message("power is off; waiting before powering on again");
         sleep(Duration::from_millis(self.cfg.cycle_off_ms)).await;
-        self.do_on().await
+        self.do_on(task).await
     }
 
-    async fn do_reset(&self) -> Result<(), String> {
-        self.press(true, self.cfg.reset_pulse_ms)
-            .await
-            .map_err(|e| e.to_string())
+    async fn do_reset(&self, task: &TaskHandle) -> Result<(), ChassisError> {
+        task.phase("Reset");
+        self.press(true, self.cfg.reset_pulse_ms).await?;
+        task.message("reset line pulsed");
+        Ok(())
     }
 
     /// Light the identify LED for `seconds` (0 = until turned off), or put
     /// it out.
-    pub async fn set_identify(self: &Arc<Self>, on: bool, seconds: u32) -> Result<(), Error> {
+    pub async fn set_identify(
+        self: &Arc<Self>,
+        on: bool,
+        seconds: u32,
+    ) -> Result<(), ChassisError> {
         if seconds > self.cfg.identify_max_s {
-            return Err(Error::InvalidArgument(format!(
-                "seconds {seconds} is more than the maximum of {}",
-                self.cfg.identify_max_s
-            )));
+            return Err(ChassisError::TooLong {
+                what: "seconds",
+                given: seconds,
+                max: self.cfg.identify_max_s,
+            });
         }
         if !on && seconds != 0 {
-            return Err(Error::InvalidArgument(
-                "seconds applies only when turning identify on".into(),
-            ));
+            return Err(ChassisError::SecondsWithOff);
         }
         let gen = self.identify_gen.fetch_add(1, Ordering::SeqCst) + 1;
         let expires = if on && seconds > 0 {
@@ -377,11 +546,9 @@ impl Chassis {
     }
 
     /// Drive the LED and publish the new state.
-    async fn identify_led(&self, on: bool, expires_ms: u64) -> Result<(), Error> {
+    async fn identify_led(&self, on: bool, expires_ms: u64) -> Result<(), ChassisError> {
         let h = self.hw.clone();
-        blocking(move || h.set_identify_led(on))
-            .await
-            .map_err(hw_err)?;
+        blocking(move || h.set_identify_led(on)).await?;
         self.state.send_if_modified(|s| {
             let changed = s.identify != on || s.identify_expires_ms != expires_ms;
             s.identify = on;
@@ -391,10 +558,10 @@ impl Chassis {
         Ok(())
     }
 
-    pub fn set_policy(&self, p: RestorePolicy) -> Result<(), Error> {
+    pub fn set_policy(&self, p: RestorePolicy) -> Result<(), ChassisError> {
         self.store
             .update(|s| s.restore_policy = Some(p))
-            .map_err(|e| Error::Internal(format!("cannot persist the policy: {e}")))?;
+            .map_err(ChassisError::Persist)?;
         self.state.send_if_modified(|s| {
             let changed = s.policy != p;
             s.policy = p;
@@ -425,8 +592,10 @@ impl Chassis {
             if on { "powered on" } else { "left off" }
         );
         if on {
-            if let Err(e) = self.request(Transition::On, PowerOffMode::Graceful, 0) {
-                log::error!("chassis: restore policy: {e}");
+            // Owned by root: the daemon acts on its own behalf.
+            match self.request(Transition::On, PowerOffMode::Graceful, 0, 0) {
+                Ok(id) => log::info!("chassis: restore policy: power on is task {id}"),
+                Err(e) => log::error!("chassis: restore policy: {e}"),
             }
         }
     }
@@ -510,7 +679,8 @@ mod tests {
             power_on_timeout_ms: 60_000,
             ..ChassisConfig::default()
         };
-        let c = Chassis::new(hw.clone(), cfg, Arc::new(store))
+        let (tasks, _events) = Tasks::open(dir, Default::default()).unwrap();
+        let c = Chassis::new(hw.clone(), cfg, Arc::new(store), tasks)
             .await
             .unwrap();
         (c, hw)
@@ -533,7 +703,8 @@ mod tests {
     async fn a_request_is_on_disk_before_it_is_acknowledged() {
         let dir = tmpdir("request");
         let (c, _hw) = chassis(&dir, true, true).await;
-        c.request(Transition::Off, PowerOffMode::Force, 0).unwrap();
+        c.request(Transition::Off, PowerOffMode::Force, 0, 0)
+            .unwrap();
         // The fake host never drops power-good: the transition still runs.
         assert_eq!(c.snapshot().pending, Transition::Off);
         assert!(!on_disk(&dir), "a PowerOff under way must restore off");
@@ -541,7 +712,7 @@ mod tests {
 
         let dir = tmpdir("request-on");
         let (c, _hw) = chassis(&dir, false, false).await;
-        c.request(Transition::On, PowerOffMode::Graceful, 0)
+        c.request(Transition::On, PowerOffMode::Graceful, 0, 0)
             .unwrap();
         assert_eq!(c.snapshot().pending, Transition::On);
         assert!(on_disk(&dir), "a PowerOn under way must restore on");

@@ -28,6 +28,9 @@ pub struct Config {
     /// Roles, re-authentication and brute-force limits.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// How long finished tasks stay (`crate::tasks`).
+    #[serde(default)]
+    pub tasks: crate::tasks::TasksConfig,
 }
 
 fn default_state_dir() -> PathBuf {
@@ -624,6 +627,7 @@ impl Config {
         self.validate_chassis()?;
         self.validate_platform()?;
         self.auth.validate()?;
+        self.tasks.validate().map_err(|e| format!("tasks.{e}"))?;
         Ok(())
     }
 

@@ -23,6 +23,7 @@ pub mod hw;
 pub mod logging;
 pub mod notify;
 pub mod store;
+pub mod tasks;
 pub mod util;
 
 use std::path::{Path, PathBuf};
@@ -162,9 +163,17 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     let store =
         Arc::new(store::Store::open(&cfg.state_dir).map_err(|e| format!("state directory: {e}"))?);
     let platform = hw::build(&cfg.platform).map_err(|e| format!("hardware: {e}"))?;
-    let chassis = chassis::Chassis::new(platform.power.clone(), cfg.chassis.clone(), store)
-        .await
-        .map_err(|e| format!("chassis: {e}"))?;
+    // Tasks that were running when bmcd last stopped come back Interrupted.
+    let (tasks, task_events) =
+        tasks::Tasks::open(&cfg.state_dir, cfg.tasks.clone()).map_err(|e| format!("tasks: {e}"))?;
+    let chassis = chassis::Chassis::new(
+        platform.power.clone(),
+        cfg.chassis.clone(),
+        store,
+        tasks.clone(),
+    )
+    .await
+    .map_err(|e| format!("chassis: {e}"))?;
     let (cooling, events) = cooling::Cooling::new(
         platform.fans.clone(),
         platform.temps.clone(),
@@ -179,13 +188,21 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     auth.attach(&conn)
         .await
         .map_err(|e| format!("cannot watch the bus for departing callers: {e}"))?;
-    bus::serve(
+    let _registry = bus::serve(
         &conn,
-        chassis.clone(),
-        cooling.clone(),
-        events,
-        platform.sim.clone(),
-        auth,
+        bus::Parts {
+            chassis: chassis.clone(),
+            cooling: cooling.clone(),
+            events,
+            sim: platform
+                .sim
+                .clone()
+                .map(|s| s as Arc<dyn hw::control::SimControl>),
+            auth,
+            audit: Arc::new(bus::LogAudit),
+            tasks: tasks.clone(),
+            task_events,
+        },
     )
     .await
     .map_err(|e| format!("cannot register objects: {e}"))?;
@@ -208,6 +225,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
 
     // From here on the fans are driven: every way out hands them back.
     let control = tokio::spawn(cooling.clone().run());
+    let expiry = tokio::spawn(tasks.clone().expire());
     let monitor = tokio::spawn(chassis.clone().monitor());
     notify::ready();
     if let Some(period) = notify::watchdog_interval() {
@@ -242,6 +260,10 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     }
     control.abort();
     monitor.abort();
+    expiry.abort();
+    // Unfinished tasks are recorded Interrupted: a client that reads them
+    // after the restart learns the work did not finish.
+    tasks.shutdown();
     let c = cooling.clone();
     let _ = tokio::task::spawn_blocking(move || c.release()).await;
     if bus_lost {

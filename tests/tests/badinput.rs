@@ -46,9 +46,15 @@ fn out_of_range_and_unknown_names() {
         "NotFound",
     );
     expect_error(z.set_manual(50, &[""], 0, no_options()), "NotFound");
-    expect_error(s.set_fan_fault("", true), "NotFound");
-    expect_error(s.set_sensor_fault(&long, true), "NotFound");
-    expect_error(s.set_fan_fault("../fan0", true), "NotFound");
+    expect_error(s.set_fan_fault("", true, Default::default()), "NotFound");
+    expect_error(
+        s.set_sensor_fault(&long, true, Default::default()),
+        "NotFound",
+    );
+    expect_error(
+        s.set_fan_fault("../fan0", true, Default::default()),
+        "NotFound",
+    );
 
     // Out of range.
     let m = expect_error(z.set_manual(101, &[], 0, no_options()), "InvalidArgument");
@@ -82,7 +88,7 @@ fn out_of_range_and_unknown_names() {
         -20.5,
         1e308,
     ] {
-        expect_error(s.set_ambient(t), "InvalidArgument");
+        expect_error(s.set_ambient(t, Default::default()), "InvalidArgument");
     }
 
     // Nothing changed.

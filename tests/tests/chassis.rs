@@ -16,7 +16,9 @@ fn graceful_off_of_an_unresponsive_host_falls_back_to_forced() {
     let c = env.chassis();
     c.power_on(no_options()).unwrap();
     env.wait_power(PowerState::On, secs(5.0));
-    env.sim().set_host_responsive(false).unwrap();
+    env.sim()
+        .set_host_responsive(false, Default::default())
+        .unwrap();
 
     let start = Instant::now();
     c.power_off(PowerOffMode::Graceful, 1, no_options())

@@ -97,7 +97,9 @@ fn busy_is_exit_5() {
     let env = Env::new();
     env.bmcctl(&["chassis", "power", "on"]).success();
     // A host that ignores the shutdown request keeps the off pending.
-    env.sim().set_host_responsive(false).unwrap();
+    env.sim()
+        .set_host_responsive(false, Default::default())
+        .unwrap();
     env.bmcctl(&[
         "--yes",
         "chassis",

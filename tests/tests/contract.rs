@@ -198,26 +198,34 @@ fn simulation_every_method_and_property() {
     let env = Env::new();
     let s = env.sim();
     assert_eq!(s.ambient().unwrap(), 25.0);
-    s.set_ambient(31.5).unwrap();
+    s.set_ambient(31.5, Default::default()).unwrap();
     assert_eq!(s.ambient().unwrap(), 31.5);
-    expect_error(s.set_ambient(61.0), "InvalidArgument");
-    expect_error(s.set_ambient(-21.0), "InvalidArgument");
+    expect_error(s.set_ambient(61.0, Default::default()), "InvalidArgument");
+    expect_error(s.set_ambient(-21.0, Default::default()), "InvalidArgument");
     assert_eq!(s.ambient().unwrap(), 31.5);
 
     assert!(s.host_responsive().unwrap());
-    s.set_host_responsive(false).unwrap();
+    s.set_host_responsive(false, Default::default()).unwrap();
     assert!(!s.host_responsive().unwrap());
-    s.set_host_responsive(true).unwrap();
+    s.set_host_responsive(true, Default::default()).unwrap();
     assert!(s.host_responsive().unwrap());
 
-    s.set_fan_fault("fan3", true).unwrap();
-    s.set_fan_fault("fan3", false).unwrap();
-    let m = expect_error(s.set_fan_fault("nope", true), "NotFound");
+    s.set_fan_fault("fan3", true, Default::default()).unwrap();
+    s.set_fan_fault("fan3", false, Default::default()).unwrap();
+    let m = expect_error(
+        s.set_fan_fault("nope", true, Default::default()),
+        "NotFound",
+    );
     assert!(m.contains("nope"), "{m}");
 
-    s.set_sensor_fault("inlet", true).unwrap();
-    s.set_sensor_fault("inlet", false).unwrap();
-    let m = expect_error(s.set_sensor_fault("nope", true), "NotFound");
+    s.set_sensor_fault("inlet", true, Default::default())
+        .unwrap();
+    s.set_sensor_fault("inlet", false, Default::default())
+        .unwrap();
+    let m = expect_error(
+        s.set_sensor_fault("nope", true, Default::default()),
+        "NotFound",
+    );
     assert!(m.contains("nope"), "{m}");
     env.assert_serving();
 }
@@ -379,7 +387,9 @@ fn event_signal_when_a_fan_fails() {
             }
         }
     });
-    env.sim().set_fan_fault("fan2", true).unwrap();
+    env.sim()
+        .set_fan_fault("fan2", true, Default::default())
+        .unwrap();
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + secs(10.0);
     while !(got

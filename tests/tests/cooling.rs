@@ -65,7 +65,7 @@ fn auto_follows_temperature() {
     .1;
 
     // A hot room: the inlet curve asks for more, up to 100 %.
-    s.set_ambient(50.0).unwrap();
+    s.set_ambient(50.0, Default::default()).unwrap();
     wait_value(
         "AutoLevel up to 100",
         secs(10.0),
@@ -83,7 +83,7 @@ fn auto_follows_temperature() {
     assert!(t["inlet"] > 45.0, "{t:?}");
 
     // Cool again: back down to the minimum.
-    s.set_ambient(20.0).unwrap();
+    s.set_ambient(20.0, Default::default()).unwrap();
     let low = wait_value(
         "AutoLevel back down",
         secs(10.0),
@@ -130,7 +130,9 @@ fn failed_fan_means_failsafe_until_it_recovers() {
     assert_eq!(failsafe, 100);
     let f2 = env.fan("fan2");
 
-    env.sim().set_fan_fault("fan2", true).unwrap();
+    env.sim()
+        .set_fan_fault("fan2", true, Default::default())
+        .unwrap();
     wait_value(
         "fan2 Failed",
         secs(8.0),
@@ -152,7 +154,9 @@ fn failed_fan_means_failsafe_until_it_recovers() {
     assert_eq!(z.mode().unwrap(), CoolingMode::Failsafe);
 
     // The fan spins again: recovery, then back to Auto.
-    env.sim().set_fan_fault("fan2", false).unwrap();
+    env.sim()
+        .set_fan_fault("fan2", false, Default::default())
+        .unwrap();
     wait_value(
         "fan2 Ok again",
         secs(8.0),
@@ -172,7 +176,9 @@ fn lost_sensor_means_failsafe() {
     let env = Env::new();
     let z = env.cooling();
     let mut ev = events(&env);
-    env.sim().set_sensor_fault("cpu0", true).unwrap();
+    env.sim()
+        .set_sensor_fault("cpu0", true, Default::default())
+        .unwrap();
     env.wait_mode(CoolingMode::Failsafe, secs(5.0));
     let reason = z.failsafe_reason().unwrap();
     assert!(reason.contains("cpu0"), "{reason}");
@@ -183,7 +189,9 @@ fn lost_sensor_means_failsafe() {
     ev.wait_for("sensor lost event", secs(3.0), event("cpu0", "lost"));
     expect_error(z.set_manual(50, &["fan0"], 10, no_options()), "NotAllowed");
 
-    env.sim().set_sensor_fault("cpu0", false).unwrap();
+    env.sim()
+        .set_sensor_fault("cpu0", false, Default::default())
+        .unwrap();
     env.wait_mode(CoolingMode::Auto, secs(5.0));
     let t = z.temperatures().unwrap();
     assert!(t["cpu0"].is_finite(), "{t:?}");
@@ -201,10 +209,14 @@ fn manual_override_while_a_fault_starts_yields_to_failsafe() {
         || env.fan("fan1").pwm().unwrap(),
         |p| *p == 40,
     );
-    env.sim().set_sensor_fault("inlet", true).unwrap();
+    env.sim()
+        .set_sensor_fault("inlet", true, Default::default())
+        .unwrap();
     env.wait_mode(CoolingMode::Failsafe, secs(5.0));
     wait_all_fans(&env, 100, "failsafe over manual");
-    env.sim().set_sensor_fault("inlet", false).unwrap();
+    env.sim()
+        .set_sensor_fault("inlet", false, Default::default())
+        .unwrap();
     // The override was not cancelled by the failsafe: it resumes.
     env.wait_mode(CoolingMode::Manual, secs(5.0));
     wait_value(

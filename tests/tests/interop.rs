@@ -188,6 +188,7 @@ fn error_names_seen_by_gdbus_and_dbus_send() {
             "org.bmcd.Simulation1.SetFanFault",
             "nope",
             "true",
+            "{}",
         ],
     );
     r.stderr_has("org.bmcd.Error.NotFound");
@@ -270,6 +271,7 @@ fn gdbus_introspect_call_and_properties() {
             "--method",
             "org.bmcd.Simulation1.SetAmbient",
             "30.5",
+            "{}",
         ],
     )
     .success();

@@ -205,7 +205,9 @@ fn kill_during_power_off_restores_off() {
     env.wait_power(PowerState::On, secs(10.0));
     // The host OS ignores the button: the graceful off waits its whole
     // timeout, so the transition is surely still running at the kill.
-    env.sim().set_host_responsive(false).unwrap();
+    env.sim()
+        .set_host_responsive(false, Default::default())
+        .unwrap();
     c.power_off(PowerOffMode::Graceful, 600, no_options())
         .unwrap();
     wait_value(

@@ -223,7 +223,7 @@ const CASES: &[Case] = &[
         iface: SIMULATION_IFACE,
         method: "SetAmbient",
         path: SIM_PATH,
-        busctl: &["d", "31.5"],
+        busctl: &["da{sv}", "31.5", "0"],
         bmcctl: Err("bmcctl has no command for the simulation knobs"),
         host_on: None,
     },
@@ -231,7 +231,7 @@ const CASES: &[Case] = &[
         iface: SIMULATION_IFACE,
         method: "SetHostResponsive",
         path: SIM_PATH,
-        busctl: &["b", "false"],
+        busctl: &["ba{sv}", "false", "0"],
         bmcctl: Err("bmcctl has no command for the simulation knobs"),
         host_on: None,
     },
@@ -239,7 +239,7 @@ const CASES: &[Case] = &[
         iface: SIMULATION_IFACE,
         method: "SetFanFault",
         path: SIM_PATH,
-        busctl: &["sb", "fan0", "true"],
+        busctl: &["sba{sv}", "fan0", "true", "0"],
         bmcctl: Err("bmcctl has no command for the simulation knobs"),
         host_on: None,
     },
@@ -247,7 +247,7 @@ const CASES: &[Case] = &[
         iface: SIMULATION_IFACE,
         method: "SetSensorFault",
         path: SIM_PATH,
-        busctl: &["sb", "inlet", "true"],
+        busctl: &["sba{sv}", "inlet", "true", "0"],
         bmcctl: Err("bmcctl has no command for the simulation knobs"),
         host_on: None,
     },
@@ -368,17 +368,18 @@ fn check_effect(env: &SecEnv, method: &str, before: &Snapshot, sensitive_done: b
         }
         "SetAmbient" => {
             assert_eq!(s.ambient().unwrap(), 31.5);
-            s.set_ambient(before.ambient).unwrap();
+            s.set_ambient(before.ambient, Default::default()).unwrap();
         }
         "SetHostResponsive" => {
             assert!(!s.host_responsive().unwrap());
-            s.set_host_responsive(true).unwrap();
+            s.set_host_responsive(true, Default::default()).unwrap();
         }
         "SetFanFault" => {
-            s.set_fan_fault("fan0", false).unwrap();
+            s.set_fan_fault("fan0", false, Default::default()).unwrap();
         }
         "SetSensorFault" => {
-            s.set_sensor_fault("inlet", false).unwrap();
+            s.set_sensor_fault("inlet", false, Default::default())
+                .unwrap();
         }
         _ => {}
     }

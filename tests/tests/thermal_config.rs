@@ -39,14 +39,14 @@ fn critical_temperature_ends_manual_override_and_raises_the_fans() {
         Some("Event"),
     );
     // A cool room first: cpu0 settles near 15 + 60 °C, below its limit.
-    env.sim().set_ambient(15.0).unwrap();
+    env.sim().set_ambient(15.0, Default::default()).unwrap();
     env.chassis().power_on(no_options()).unwrap();
     env.wait_power(PowerState::On, secs(10.0));
     z.set_manual(0, &[], 0, no_options()).unwrap();
     assert_eq!(z.mode().unwrap(), CoolingMode::Manual);
 
     // A warm room: cpu0 heads for 35 + 60 °C, above its critical 83 °C.
-    env.sim().set_ambient(35.0).unwrap();
+    env.sim().set_ambient(35.0, Default::default()).unwrap();
     let m = ev.wait_for("a Critical event from cpu0", secs(20.0), |m| {
         let (sev, src, msg) = body(m);
         sev == "Critical" && src == "cpu0" && msg.contains("critical")
@@ -86,7 +86,7 @@ fn critical_temperature_ends_manual_override_and_raises_the_fans() {
 
     // The room cools: cpu0 falls below its limit, back to Auto, and an
     // override is accepted again.
-    env.sim().set_ambient(15.0).unwrap();
+    env.sim().set_ambient(15.0, Default::default()).unwrap();
     env.wait_mode(CoolingMode::Auto, secs(20.0));
     ev.wait_for("cpu0 back below critical", secs(5.0), |m| {
         let (sev, src, msg) = body(m);

@@ -1,10 +1,11 @@
 //! Authorization and re-authentication.
 //!
-//! Every bus method starts with
-//! `self.auth.authorize(&hdr, IFACE, "Method").await?`, before it looks at
-//! its arguments or acts. `authorize`:
+//! Every bus method goes through the one method wrapper
+//! (`bus::method::Methods::call`), which, before the method looks at its
+//! arguments or acts:
 //! 1. finds the method's row in the one policy table (`policy::POLICY`;
-//!    no row = refused, fail closed);
+//!    no row = refused, fail closed), from the message header's interface
+//!    and member;
 //! 2. asks the bus driver who sent the message
 //!    (`GetConnectionCredentials` of the header's sender: UnixUserID and
 //!    UnixGroupIDs, which dbus-daemon takes from the socket), never trusting
@@ -46,7 +47,7 @@ use crate::config::AuthConfig;
 use grants::{Grants, Kind};
 use identity::Groups;
 use lockout::{AfterFailure, Limits, Lockout};
-pub use policy::Role;
+pub use policy::{Role, Rule};
 
 /// The caller of one method, as the bus driver reported it.
 #[derive(Debug, Clone)]
@@ -141,7 +142,7 @@ impl Auth {
     }
 
     /// Who sent the message of `hdr`, according to the bus driver.
-    async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, Error> {
+    pub async fn caller(&self, hdr: &Header<'_>) -> Result<Caller, Error> {
         let sender = hdr.sender().ok_or_else(|| {
             Error::PermissionDenied("the message has no sender: cannot identify the caller".into())
         })?;
@@ -172,38 +173,20 @@ impl Auth {
         })
     }
 
-    /// Decide whether the sender of `hdr` may call `interface.method` now.
-    /// Call first thing in every bus method: a refusal changes nothing.
-    pub async fn authorize(
+    /// Decide whether `caller` may make the call of `rule` now: its role,
+    /// then `validate` (the call's arguments), then, for a sensitive rule,
+    /// the connection's re-authentication grant. Arguments are checked
+    /// before the grant is used: a sensitive call with a bad argument is
+    /// refused without costing the caller its grant (or a password prompt,
+    /// since `AuthenticationRequired` comes only for calls that would
+    /// otherwise be carried out). A refusal changes nothing.
+    pub fn permit<T>(
         &self,
-        hdr: &Header<'_>,
-        interface: &str,
-        method: &str,
-    ) -> Result<Caller, Error> {
-        self.authorize_with(hdr, interface, method, || Ok(()))
-            .await
-            .map(|(caller, ())| caller)
-    }
-
-    /// `authorize`, with the call's arguments checked by `validate` after
-    /// the role check and before a re-authentication grant is used: a
-    /// sensitive call with a bad argument is refused without costing the
-    /// caller its grant (or a password prompt, since `AuthenticationRequired`
-    /// comes only for calls that would otherwise be carried out).
-    pub async fn authorize_with<T>(
-        &self,
-        hdr: &Header<'_>,
-        interface: &str,
-        method: &str,
+        caller: &Caller,
+        rule: &Rule,
         validate: impl FnOnce() -> Result<T, Error>,
-    ) -> Result<(Caller, T), Error> {
-        let Some(rule) = policy::lookup(interface, method) else {
-            log::error!("no policy for {interface}.{method}: refused");
-            return Err(Error::PermissionDenied(format!(
-                "{interface}.{method} has no policy: refused"
-            )));
-        };
-        let caller = self.caller(hdr).await?;
+    ) -> Result<T, Error> {
+        let (interface, method) = (rule.interface, rule.method);
         if caller.role < rule.role {
             log::warn!(
                 target: "auth",
@@ -234,7 +217,7 @@ impl Auth {
                 caller.uid, caller.conn
             );
         }
-        Ok((caller, value))
+        Ok(value)
     }
 
     /// `Session1.Authenticate` for `caller` (already authorized).

@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use bmcd_api::{CHASSIS_IFACE, COOLING_IFACE, SESSION_IFACE, SIMULATION_IFACE};
+use bmcd_api::{CHASSIS_IFACE, COOLING_IFACE, SESSION_IFACE, SIMULATION_IFACE, TASK_IFACE};
 
 /// What a caller may do, from least to most. `Ord` follows that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -54,6 +54,9 @@ pub struct Rule {
     pub sensitive: bool,
     /// Why, in a few words (printed in the README table).
     pub why: &'static str,
+    /// Changes something (state, settings, grants): every call, allowed or
+    /// refused, goes to the audit hook. Only pure queries are `false`.
+    pub mutating: bool,
 }
 
 const fn rule(
@@ -69,6 +72,15 @@ const fn rule(
         role,
         sensitive,
         why,
+        mutating: true,
+    }
+}
+
+/// A row for a method that only reads (not audited).
+const fn query(interface: &'static str, method: &'static str, why: &'static str) -> Rule {
+    Rule {
+        mutating: false,
+        ..rule(interface, method, ReadOnly, false, why)
     }
 }
 
@@ -149,12 +161,17 @@ pub const POLICY: &[Rule] = &[
         false,
         "re-authentication for sensitive calls (rate-limited)",
     ),
-    rule(
+    query(
         SESSION_IFACE,
         "WhoAmI",
+        "the caller's own uid, user and role",
+    ),
+    rule(
+        TASK_IFACE,
+        "Cancel",
         ReadOnly,
         false,
-        "the caller's own uid, user and role",
+        "only the task's owner or an Administrator (checked per task), while Cancellable",
     ),
 ];
 
@@ -235,6 +252,11 @@ mod tests {
         }
         assert_eq!(role(SESSION_IFACE, "Authenticate"), Some((ReadOnly, false)));
         assert_eq!(role(SESSION_IFACE, "WhoAmI"), Some((ReadOnly, false)));
+        assert_eq!(role(TASK_IFACE, "Cancel"), Some((ReadOnly, false)));
+        let audited = |i, m| lookup(i, m).map(|r| r.mutating);
+        assert_eq!(audited(SESSION_IFACE, "WhoAmI"), Some(false));
+        assert_eq!(audited(SESSION_IFACE, "Authenticate"), Some(true));
+        assert_eq!(audited(TASK_IFACE, "Cancel"), Some(true));
         assert_eq!(role(CHASSIS_IFACE, "Bogus"), None);
         assert_eq!(role("org.bmcd.Fan1", "PowerOn"), None);
     }

@@ -17,6 +17,7 @@ use std::fmt;
 use std::io;
 use std::sync::Arc;
 
+pub mod control;
 pub mod gpio;
 pub mod hwmon;
 pub mod sim;

@@ -1,0 +1,130 @@
+//! `org.bmcd.Simulation1` at `/org/bmcd/sim`: the simulated platform's
+//! knobs, through [`SimControl`] (no dependency on the sim backend).
+
+use std::sync::Arc;
+
+use bmcd_api::Error;
+use tokio::sync::watch;
+use zbus::interface;
+use zbus::message::Header;
+
+use super::method::{Methods, Options};
+use crate::hw::control::{SimControl, SimError};
+
+impl From<SimError> for Error {
+    fn from(e: SimError) -> Error {
+        let text = e.to_string();
+        match e {
+            SimError::AmbientOutOfRange(_) => Error::InvalidArgument(text),
+            SimError::NoSuchFan(..) | SimError::NoSuchSensor(..) => Error::NotFound(text),
+            SimError::Hardware(_) => Error::Internal(text),
+        }
+    }
+}
+
+pub struct SimIface {
+    pub m: Arc<Methods>,
+    pub sim: Arc<dyn SimControl>,
+    /// Bumped after every change, so the registry publishes the properties.
+    pub changed: watch::Sender<()>,
+}
+
+impl SimIface {
+    fn touched(&self) {
+        self.changed.send_modify(|_| ());
+    }
+}
+
+#[interface(name = "org.bmcd.Simulation1")]
+impl SimIface {
+    async fn set_ambient(
+        &self,
+        celsius: f64,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.m
+            .call(
+                &hdr,
+                Some(&options),
+                &[],
+                format!("celsius={celsius}"),
+                || Ok(()),
+                |_, ()| async move {
+                    self.sim.set_ambient(celsius)?;
+                    self.touched();
+                    Ok::<(), SimError>(())
+                },
+            )
+            .await
+    }
+
+    async fn set_fan_fault(
+        &self,
+        fan: String,
+        failed: bool,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.m
+            .call(
+                &hdr,
+                Some(&options),
+                &[],
+                format!("fan={fan} failed={failed}"),
+                || Ok(()),
+                |_, ()| async move { self.sim.set_fan_fault(&fan, failed) },
+            )
+            .await
+    }
+
+    async fn set_sensor_fault(
+        &self,
+        sensor: String,
+        lost: bool,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.m
+            .call(
+                &hdr,
+                Some(&options),
+                &[],
+                format!("sensor={sensor} lost={lost}"),
+                || Ok(()),
+                |_, ()| async move { self.sim.set_sensor_fault(&sensor, lost) },
+            )
+            .await
+    }
+
+    async fn set_host_responsive(
+        &self,
+        responsive: bool,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(), Error> {
+        self.m
+            .call(
+                &hdr,
+                Some(&options),
+                &[],
+                format!("responsive={responsive}"),
+                || Ok(()),
+                |_, ()| async move {
+                    self.sim.set_host_responsive(responsive);
+                    self.touched();
+                    Ok::<(), Error>(())
+                },
+            )
+            .await
+    }
+
+    #[zbus(property)]
+    fn ambient(&self) -> f64 {
+        self.sim.ambient()
+    }
+    #[zbus(property)]
+    fn host_responsive(&self) -> bool {
+        self.sim.host_responsive()
+    }
+}
