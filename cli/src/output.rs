@@ -100,7 +100,7 @@ impl Value {
             Value::Deadline(ms) => time::iso8601_with_remaining(*ms, time::now_ms()),
             Value::Celsius(c) if c.is_finite() => format!("{c:.1} °C"),
             Value::Celsius(_) => "unreadable".to_owned(),
-            Value::Float(f) => f.to_string(),
+            Value::Float(f) => short_float(*f),
             Value::List(l) if l.is_empty() => "-".to_owned(),
             Value::List(l) => l.iter().map(Value::console).collect::<Vec<_>>().join(", "),
             Value::Map(m) if m.is_empty() => "-".to_owned(),
@@ -128,6 +128,17 @@ impl Value {
             Value::List(l) => Json::Array(l.iter().map(Value::json).collect()),
             Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), v.json())).collect()),
         }
+    }
+}
+
+/// Up to 6 decimals, without trailing zeros (`1.5`, `2`); fixed-precision
+/// formatting is already in the binary, shortest-repr formatting is not.
+fn short_float(f: f64) -> String {
+    let s = format!("{f:.6}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
     }
 }
 
@@ -687,6 +698,9 @@ mod tests {
             "cpu0 50.0 °C"
         );
         assert_eq!(Value::Deadline(0).console(), "-");
+        assert_eq!(Value::Float(1.5).console(), "1.5");
+        assert_eq!(Value::Float(2.0).console(), "2");
+        assert_eq!(Value::Float(-0.25).console(), "-0.25");
     }
 
     #[test]

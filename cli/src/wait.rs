@@ -27,11 +27,10 @@ use bmcd_api::TaskState;
 use zbus::blocking::MessageIterator;
 use zbus::message::{Message, Type as MsgType};
 use zbus::zvariant::{OwnedObjectPath, OwnedValue};
-use zbus::MatchRule;
 
 use crate::commands::task::{self, TaskInfo};
 use crate::commands::Ctx;
-use crate::conn::Client;
+use crate::conn::{self, Client};
 use crate::error::{exit_for_name, names, CliError, Exit};
 use crate::output::Progress;
 
@@ -90,43 +89,39 @@ pub fn wait(client: &Client, path: &str, style: Style) -> Result<TaskInfo, CliEr
 
     add_match(
         client,
-        MatchRule::builder()
-            .msg_type(MsgType::Signal)
-            .sender(DBUS_NAME)
-            .and_then(|b| b.path("/org/freedesktop/DBus"))
-            .and_then(|b| b.interface(DBUS_NAME))
-            .and_then(|b| b.member("NameOwnerChanged"))
-            .and_then(|b| b.arg(0, bmcd_api::BUS_NAME))
-            .map(|b| b.build()),
+        &format!(
+            "type='signal',sender='{DBUS_NAME}',path='/org/freedesktop/DBus',\
+             interface='{DBUS_NAME}',member='NameOwnerChanged',arg0='{}'",
+            bmcd_api::BUS_NAME
+        ),
     )?;
     let owner = client.call(|c| {
-        let dbus = zbus::blocking::fdo::DBusProxy::new(c)?;
-        let name =
-            zbus::names::BusName::from_static_str(bmcd_api::BUS_NAME).map_err(zbus::Error::from)?;
-        dbus.get_name_owner(name)
-            .map(|o| o.to_string())
-            .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
+        let m = conn::call_str(
+            c,
+            DBUS_NAME,
+            "/org/freedesktop/DBus",
+            DBUS_NAME,
+            "GetNameOwner",
+            bmcd_api::BUS_NAME,
+        )?;
+        Ok(m.body().deserialize::<String>()?)
     })?;
+    // Unique names and task paths hold no quotes or backslashes.
     add_match(
         client,
-        MatchRule::builder()
-            .msg_type(MsgType::Signal)
-            .sender(owner.as_str())
-            .and_then(|b| b.path(path))
-            .and_then(|b| b.interface(PROPERTIES_IFACE))
-            .and_then(|b| b.member("PropertiesChanged"))
-            .and_then(|b| b.arg(0, bmcd_api::TASK_IFACE))
-            .map(|b| b.build()),
+        &format!(
+            "type='signal',sender='{owner}',path='{path}',interface='{PROPERTIES_IFACE}',\
+             member='PropertiesChanged',arg0='{}'",
+            bmcd_api::TASK_IFACE
+        ),
     )?;
     add_match(
         client,
-        MatchRule::builder()
-            .msg_type(MsgType::Signal)
-            .sender(owner.as_str())
-            .and_then(|b| b.path(bmcd_api::ROOT_PATH))
-            .and_then(|b| b.interface(OBJECT_MANAGER_IFACE))
-            .and_then(|b| b.member("InterfacesRemoved"))
-            .map(|b| b.build()),
+        &format!(
+            "type='signal',sender='{owner}',path='{}',interface='{OBJECT_MANAGER_IFACE}',\
+             member='InterfacesRemoved'",
+            bmcd_api::ROOT_PATH
+        ),
     )?;
 
     let mut t = task::read_task(client, path)?;
@@ -246,12 +241,18 @@ fn or_dash(s: &str) -> &str {
     }
 }
 
-fn add_match(client: &Client, rule: zbus::Result<MatchRule<'_>>) -> Result<(), CliError> {
+/// `AddMatch` with `rule` (a match rule string).
+fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
     client.call(|c| {
-        let rule = rule.clone()?;
-        zbus::blocking::fdo::DBusProxy::new(c)?
-            .add_match_rule(rule)
-            .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
+        conn::call_str(
+            c,
+            DBUS_NAME,
+            "/org/freedesktop/DBus",
+            DBUS_NAME,
+            "AddMatch",
+            rule,
+        )?;
+        Ok(())
     })
 }
 

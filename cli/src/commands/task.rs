@@ -247,12 +247,13 @@ pub fn value_of(v: &ZValue<'_>) -> Value {
                     (key, value_of(v))
                 })
                 .collect();
-            m.sort_by(|a, b| a.0.cmp(&b.0));
+            conn::sort_small(&mut m, |a, b| a.0 < b.0);
             Value::Map(m)
         }
         ZValue::Structure(s) => Value::List(s.fields().iter().map(value_of).collect()),
+        // A file descriptor (never in a task's Result).
         #[allow(unreachable_patterns)]
-        other => Value::text(format!("{other:?}")),
+        _ => Value::Null,
     }
 }
 
@@ -297,7 +298,7 @@ fn read_tasks(client: &Client) -> Result<Vec<TaskInfo>, CliError> {
                 .map(|(_, props)| TaskInfo::from_props(path.as_str(), props))
         })
         .collect();
-    tasks.sort_by(|a, b| a.id.cmp(&b.id).then_with(|| a.path.cmp(&b.path)));
+    conn::sort_small(&mut tasks, |a, b| (a.id, &a.path) < (b.id, &b.path));
     Ok(tasks)
 }
 
@@ -339,16 +340,7 @@ fn list(ctx: &Ctx) -> Result<Output, CliError> {
 /// `GetAll` of one task; an unknown path is "no task N" (exit 4).
 pub fn read_task(client: &Client, path: &str) -> Result<TaskInfo, CliError> {
     let props = client
-        .call(|c| {
-            let p = zbus::blocking::fdo::PropertiesProxy::builder(c)
-                .destination(bmcd_api::BUS_NAME)?
-                .path(path)?
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()?;
-            let iface = zbus::names::InterfaceName::from_static_str_unchecked(bmcd_api::TASK_IFACE);
-            p.get_all(iface)
-                .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
-        })
+        .call(|c| Ok(conn::get_all(c, path, bmcd_api::TASK_IFACE)?))
         .map_err(|e| no_such_task(e, path))?;
     Ok(TaskInfo::from_props(path, &props))
 }
