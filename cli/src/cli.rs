@@ -293,6 +293,14 @@ Examples:
     },
 }
 
+/// The `ID` of `task show|wait|cancel` (one definition, one copy of its
+/// clap code).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct TaskId {
+    /// The task's number or object path
+    pub id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum TaskCmd {
     /// List the tasks, oldest first
@@ -308,10 +316,7 @@ Examples:
 Examples:
   bmcctl task show 12
   bmcctl task show /org/bmcd/tasks/12 --json")]
-    Show {
-        /// The task's number or object path
-        id: String,
-    },
+    Show(TaskId),
     /// Wait until a task ends; exit with its outcome
     #[command(after_help = "\
 On a terminal a progress bar shows the phase and percent; without one, a line
@@ -327,10 +332,7 @@ which stops the waiting, not the task.
 Examples:
   bmcctl task wait 12
   bmcctl task wait 12 --json")]
-    Wait {
-        /// The task's number or object path
-        id: String,
-    },
+    Wait(TaskId),
     /// Ask a running task to stop (its owner or an Administrator)
     #[command(after_help = "\
 The task goes Cancelling, then Cancelled at its next safe point; follow it
@@ -339,10 +341,7 @@ is refused (exit 1).
 
 Examples:
   bmcctl task cancel 12")]
-    Cancel {
-        /// The task's number or object path
-        id: String,
-    },
+    Cancel(TaskId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]

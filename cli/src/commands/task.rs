@@ -276,9 +276,9 @@ pub fn parse_id(arg: &str) -> Result<String, CliError> {
 pub fn run(cmd: TaskCmd, ctx: &Ctx) -> Result<Output, CliError> {
     match cmd {
         TaskCmd::List => list(ctx),
-        TaskCmd::Show { id } => show(&parse_id(&id)?, ctx),
-        TaskCmd::Wait { id } => wait_cmd(&parse_id(&id)?, ctx),
-        TaskCmd::Cancel { id } => cancel(&parse_id(&id)?, ctx),
+        TaskCmd::Show(t) => show(&parse_id(&t.id)?, ctx),
+        TaskCmd::Wait(t) => wait_cmd(&parse_id(&t.id)?, ctx),
+        TaskCmd::Cancel(t) => cancel(&parse_id(&t.id)?, ctx),
     }
 }
 
@@ -376,16 +376,14 @@ fn wait_cmd(path: &str, ctx: &Ctx) -> Result<Output, CliError> {
 fn cancel(path: &str, ctx: &Ctx) -> Result<Output, CliError> {
     let client = ctx.connect()?;
     let id = bmcd_api::task_id(path).unwrap_or(0);
+    // Through the generated proxy: its call shares zbus's code with the
+    // other `(a{sv}) -> ()` calls (Cooling1.SetAuto).
     let sent = client.call(|c| {
-        c.call_method(
-            Some(bmcd_api::BUS_NAME),
-            path,
-            Some(bmcd_api::TASK_IFACE),
-            "Cancel",
-            &(Options::new(),),
-        )
-        .map(|_| ())
-        .map_err(bmcd_api::Error::from)
+        bmcd_api::TaskProxyBlocking::builder(c)
+            .path(path)?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()?
+            .cancel(Options::new())
     });
     if let Err(e) = sent {
         let e = no_such_task(e, path);
