@@ -1,6 +1,7 @@
 //! bmcctl and tasks on the real bus (issue 7): power commands wait for
 //! their task through signals, `task list|show|wait|cancel`, `--no-wait`,
-//! `--json`, one line per phase without a terminal, Ctrl-C stops the
+//! `--json`, one line per phase without a terminal, cancel by the owner
+//! (exit 7) and of a finished task (refused), Ctrl-C stops the
 //! waiting and not the task, and bmcctl ends at once when bmcd dies while it
 //! waits.
 
@@ -10,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bmcd_tests::bmcd_api::PowerState;
+use bmcd_tests::bmcd_api::{PowerState, TaskProxyBlocking};
+use bmcd_tests::zbus::proxy::CacheProperties;
 use bmcd_tests::{bmcctl_bin, no_options, wait_until, Env};
 
 /// Bound on what should take well under a second; far below the 30 s
@@ -352,4 +354,50 @@ fn ctrl_c_stops_the_waiting_not_the_task_and_bmcd_dying_ends_it() {
     env.daemon.start_again();
     let r = env.bmcctl(&["task", "wait", &id.to_string()]);
     r.expect_code(8).stderr_has("interrupted");
+}
+
+#[test]
+fn cancel_by_its_owner_ends_the_wait_with_exit_7() {
+    let env = Env::new();
+    on_and_unresponsive(&env);
+    let mut b = Bg::spawn(
+        &env,
+        &[
+            "--yes",
+            "chassis",
+            "power",
+            "off",
+            "--graceful-timeout",
+            "30",
+        ],
+    );
+    b.wait_stderr("Graceful");
+    let id = task_number(&b.stderr());
+    // A graceful off may be cancelled during its wait for the host.
+    let task = TaskProxyBlocking::builder(env.conn())
+        .path(bmcd_tests::bmcd_api::task_path(id))
+        .and_then(|p| p.cache_properties(CacheProperties::No).build())
+        .expect("task proxy");
+    wait_until("the task to be cancellable", T, || {
+        task.cancellable().unwrap_or(false)
+    });
+    env.bmcctl(&["task", "cancel", &id.to_string()])
+        .success()
+        .stdout_has(&format!("Cancel of task {id} requested"));
+    let (st, _) = b.exit(PROMPT);
+    assert_eq!(st.code(), Some(7), "{}", b.stderr());
+    assert!(b.stderr().contains("was cancelled"), "{}", b.stderr());
+
+    // Waiting again: the same outcome; --json: the task and the error.
+    env.bmcctl(&["task", "wait", &id.to_string()])
+        .expect_code(7)
+        .stderr_has("org.bmcd.Error.Cancelled");
+    let r = env.bmcctl(&["--json", "task", "wait", &id.to_string()]);
+    let v = r.expect_code(7).json();
+    assert_eq!(v["State"], "Cancelled", "{v}");
+    assert_eq!(v["error"]["exit_code"], 7, "{v}");
+    // Once finished, cancel is refused.
+    env.bmcctl(&["task", "cancel", &id.to_string()])
+        .expect_code(1)
+        .stderr_has(&format!("task {id} has already finished (Cancelled)"));
 }
