@@ -1,6 +1,7 @@
 //! Connecting to the bus (bounded in time) and the one gateway every daemon
 //! call goes through, which also re-authenticates when bmcd asks for it.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::sync::mpsc;
@@ -12,6 +13,7 @@ use zbus::blocking::connection::Builder;
 use zbus::blocking::fdo::ObjectManagerProxy;
 use zbus::blocking::Connection;
 use zbus::proxy::CacheProperties;
+use zbus::zvariant::OwnedValue;
 
 use crate::auth;
 use crate::error::{self, names, CliError, ErrCtx, Exit};
@@ -163,6 +165,13 @@ impl Client {
         )
     }
 
+    /// Every property of `iface` on the object at `path`, in one
+    /// `org.freedesktop.DBus.Properties.GetAll` call.
+    pub fn get_all(&self, path: &'static str, iface: &'static str) -> Result<Properties, CliError> {
+        let values = self.call(|c| Ok(get_all(c, path, iface)?))?;
+        Ok(Properties { iface, values })
+    }
+
     /// `WhoAmI` through this connection: uid, user name, role.
     pub fn who_am_i(&self) -> Result<(u32, String, String), CliError> {
         self.call(|c| session(c)?.who_am_i())
@@ -183,6 +192,53 @@ impl Client {
                 Err(_) => "your user".to_owned(),
             },
         }
+    }
+}
+
+/// The properties of one interface of one object, as one `GetAll` answered.
+#[derive(Debug)]
+pub struct Properties {
+    iface: &'static str,
+    values: HashMap<String, OwnedValue>,
+}
+
+impl Properties {
+    /// Take the property `name` as a `T`. A property bmcd did not send, or
+    /// sent with another type or an unknown enum word, is a protocol error
+    /// naming it (a bmcd that does not match this bmcctl).
+    pub fn take<T>(&mut self, name: &str) -> Result<T, CliError>
+    where
+        T: TryFrom<OwnedValue>,
+        T::Error: std::fmt::Display,
+    {
+        // The generic part is kept to the conversion (one copy per type).
+        let (v, signature) = self.remove(name)?;
+        T::try_from(v).map_err(|e| self.unexpected(name, &signature, &e))
+    }
+
+    fn remove(&mut self, name: &str) -> Result<(OwnedValue, String), CliError> {
+        match self.values.remove(name) {
+            Some(v) => {
+                let signature = v.value_signature().to_string();
+                Ok((v, signature))
+            }
+            None => Err(self.protocol(name, "bmcd did not send this property")),
+        }
+    }
+
+    fn unexpected(&self, name: &str, signature: &str, e: &dyn std::fmt::Display) -> CliError {
+        self.protocol(
+            name,
+            &format!("unexpected value of type '{signature}': {e}"),
+        )
+    }
+
+    fn protocol(&self, name: &str, what: &str) -> CliError {
+        CliError::new(
+            names::PROTOCOL,
+            format!("{}.{name}: {what}", self.iface),
+            Exit::Failure,
+        )
     }
 }
 
@@ -275,6 +331,38 @@ mod tests {
         assert_eq!(v, [(1, 'b'), (1, 'e'), (2, 'd'), (3, 'a'), (3, 'c')]);
         let mut e: [u8; 0] = [];
         sort_small(&mut e, |a, b| a < b);
+    }
+
+    #[test]
+    fn properties_are_taken_typed_or_named_in_the_error() {
+        let mut values = HashMap::new();
+        let ov = |v: zbus::zvariant::Value<'static>| v.try_into_owned().unwrap();
+        values.insert("PowerState".to_owned(), ov("On".into()));
+        values.insert("Rpm".to_owned(), ov(5400u32.into()));
+        values.insert("Mode".to_owned(), ov("Sideways".into()));
+        let mut p = Properties {
+            iface: "org.bmcd.Chassis1",
+            values,
+        };
+        assert_eq!(
+            p.take::<bmcd_api::PowerState>("PowerState").ok(),
+            Some(bmcd_api::PowerState::On)
+        );
+        let e = p.take::<String>("Rpm").err().unwrap();
+        assert_eq!((e.name.as_str(), e.exit), (names::PROTOCOL, Exit::Failure));
+        assert!(
+            e.message
+                .starts_with("org.bmcd.Chassis1.Rpm: unexpected value of type 'u'"),
+            "{}",
+            e.message
+        );
+        let e = p.take::<bmcd_api::CoolingMode>("Mode").err().unwrap();
+        assert!(e.message.contains("Sideways"), "{}", e.message);
+        let e = p.take::<u64>("IdentifyExpires").err().unwrap();
+        assert_eq!(
+            e.message,
+            "org.bmcd.Chassis1.IdentifyExpires: bmcd did not send this property"
+        );
     }
 
     #[test]

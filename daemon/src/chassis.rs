@@ -34,11 +34,11 @@ use bmcd_api::{PowerOffMode, PowerState, RestorePolicy, Transition};
 use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
 
+use crate::clock::now_ms;
 use crate::config::ChassisConfig;
-use crate::hw::{HwError, PowerHw};
+use crate::hw::{blocking, HwError, PowerHw};
 use crate::store::Store;
 use crate::tasks::{ResultValue, TaskHandle, Tasks};
-use crate::util::{blocking, now_ms};
 
 /// How often power-good is sampled, while idle and while waiting for it.
 const POLL: Duration = Duration::from_millis(50);

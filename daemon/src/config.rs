@@ -12,6 +12,8 @@ use serde::de::value::{MapAccessDeserializer, StrDeserializer, StringDeserialize
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
+use crate::hw::Percent;
+
 /// Where the daemon looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/bmcd/bmcd.json";
 
@@ -85,6 +87,23 @@ pub struct SimConfig {
     /// Seed of the tach noise generator (reproducible runs).
     #[serde(default)]
     pub seed: u64,
+}
+
+impl SimConfig {
+    /// The simulator with power sequencing only (no fans, no sensors), for
+    /// a hardware platform whose power control is simulated.
+    pub fn power_only(p: &SimPowerConfig) -> SimConfig {
+        SimConfig {
+            fans: Vec::new(),
+            sensors: Vec::new(),
+            ambient_c: d_ambient(),
+            power_on_delay_ms: p.power_on_delay_ms,
+            host_shutdown_ms: p.host_shutdown_ms,
+            force_off_hold_ms: p.force_off_hold_ms,
+            host_responsive: p.host_responsive,
+            seed: 0,
+        }
+    }
 }
 
 fn d_ambient() -> f64 {
@@ -235,77 +254,45 @@ pub struct HwmonSensor {
     pub input: u32,
 }
 
+/// Every field is optional: a missing one takes its value from
+/// [`ChassisConfig::default`], the one place the defaults are written.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ChassisConfig {
     /// Policy used until an operator sets one (then the state file wins).
-    #[serde(default = "d_policy")]
     pub default_restore_policy: RestorePolicy,
     /// Length of a short power-button press, ms.
-    #[serde(default = "d_press_ms")]
     pub button_press_ms: u64,
     /// Length of a reset pulse, ms.
-    #[serde(default = "d_press_ms")]
     pub reset_pulse_ms: u64,
     /// How long power-good may take to rise after power on, ms.
-    #[serde(default = "d_power_on_timeout")]
     pub power_on_timeout_ms: u64,
     /// Default graceful phase of PowerOff before forcing, seconds.
-    #[serde(default = "d_graceful_s")]
     pub graceful_off_timeout_s: u32,
     /// Longest accepted graceful timeout, seconds.
-    #[serde(default = "d_graceful_max_s")]
     pub graceful_off_timeout_max_s: u32,
     /// How long the button is held at most to force power off, ms.
-    #[serde(default = "d_force_timeout")]
     pub force_off_timeout_ms: u64,
     /// Time the host stays off during a power cycle, ms.
-    #[serde(default = "d_cycle_off_ms")]
     pub cycle_off_ms: u64,
     /// Longest accepted identify duration, seconds.
-    #[serde(default = "d_identify_max")]
     pub identify_max_s: u32,
 }
 
 impl Default for ChassisConfig {
     fn default() -> Self {
         ChassisConfig {
-            default_restore_policy: d_policy(),
-            button_press_ms: d_press_ms(),
-            reset_pulse_ms: d_press_ms(),
-            power_on_timeout_ms: d_power_on_timeout(),
-            graceful_off_timeout_s: d_graceful_s(),
-            graceful_off_timeout_max_s: d_graceful_max_s(),
-            force_off_timeout_ms: d_force_timeout(),
-            cycle_off_ms: d_cycle_off_ms(),
-            identify_max_s: d_identify_max(),
+            default_restore_policy: RestorePolicy::AlwaysOff,
+            button_press_ms: 200,
+            reset_pulse_ms: 200,
+            power_on_timeout_ms: 10_000,
+            graceful_off_timeout_s: 60,
+            graceful_off_timeout_max_s: 3600,
+            force_off_timeout_ms: 10_000,
+            cycle_off_ms: 2000,
+            identify_max_s: 86_400,
         }
     }
-}
-
-fn d_policy() -> RestorePolicy {
-    RestorePolicy::AlwaysOff
-}
-fn d_press_ms() -> u64 {
-    200
-}
-fn d_power_on_timeout() -> u64 {
-    10_000
-}
-fn d_graceful_s() -> u32 {
-    60
-}
-fn d_graceful_max_s() -> u32 {
-    3600
-}
-fn d_force_timeout() -> u64 {
-    10_000
-}
-fn d_cycle_off_ms() -> u64 {
-    2000
-}
-fn d_identify_max() -> u32 {
-    86_400
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -318,10 +305,10 @@ pub struct CoolingConfig {
     pub curves: Vec<Curve>,
     /// Lowest level Auto ever sets, percent.
     #[serde(default = "d_min_level")]
-    pub min_level: u8,
+    pub min_level: Percent,
     /// Level of every fan in Failsafe, percent.
     #[serde(default = "d_failsafe")]
-    pub failsafe_level: u8,
+    pub failsafe_level: Percent,
     /// Temperature must fall this much below a point before the level drops, °C.
     #[serde(default = "d_hysteresis")]
     pub hysteresis_c: f64,
@@ -330,7 +317,7 @@ pub struct CoolingConfig {
     #[serde(default = "d_fail_rpm")]
     pub fan_fail_rpm: u32,
     #[serde(default = "d_fail_min_level")]
-    pub fan_fail_min_level: u8,
+    pub fan_fail_min_level: Percent,
     /// Consecutive bad periods before a fan is Failed or a sensor lost.
     #[serde(default = "d_fail_after")]
     pub fail_after: u32,
@@ -346,11 +333,11 @@ pub struct CoolingConfig {
 fn d_interval() -> u64 {
     1000
 }
-fn d_min_level() -> u8 {
-    20
+fn d_min_level() -> Percent {
+    Percent::of::<20>()
 }
-fn d_failsafe() -> u8 {
-    100
+fn d_failsafe() -> Percent {
+    Percent::FULL
 }
 fn d_hysteresis() -> f64 {
     2.0
@@ -358,8 +345,8 @@ fn d_hysteresis() -> f64 {
 fn d_fail_rpm() -> u32 {
     300
 }
-fn d_fail_min_level() -> u8 {
-    20
+fn d_fail_min_level() -> Percent {
+    Percent::of::<20>()
 }
 fn d_fail_after() -> u32 {
     3
@@ -369,83 +356,50 @@ fn d_manual_max() -> u32 {
 }
 
 /// Who may do what, and how re-authentication works. Every number is
-/// configurable so that tests can run with short delays.
+/// configurable so that tests can run with short delays. Every field is
+/// optional: a missing one takes its value from [`AuthConfig::default`],
+/// the one place the defaults are written.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// PAM service (a file in /etc/pam.d) used by `Session1.Authenticate`.
-    #[serde(default = "d_pam_service")]
     pub pam_service: String,
     /// Members of this group are Administrators (uid 0 always is).
-    #[serde(default = "d_admin_group")]
     pub admin_group: String,
     /// Members of this group are Operators.
-    #[serde(default = "d_operator_group")]
     pub operator_group: String,
     /// Sensitive calls need a fresh authentication. `false` turns the
     /// requirement off (roles are still enforced): for test rigs only.
-    #[serde(default = "d_true")]
     pub reauthenticate: bool,
     /// How long a successful authentication lets the connection make
     /// sensitive calls, seconds; 0 = exactly one sensitive call.
-    #[serde(default)]
     pub grant_seconds: u32,
     /// Every failed authentication answers only after this delay, ms.
-    #[serde(default = "d_failure_delay")]
     pub failure_delay_ms: u64,
     /// This many failures of one uid within `failure_window_s` lock it out.
-    #[serde(default = "d_max_failures")]
     pub max_failures: u32,
-    #[serde(default = "d_failure_window")]
     pub failure_window_s: u32,
     /// How long a lockout lasts, seconds.
-    #[serde(default = "d_lockout")]
     pub lockout_s: u32,
     /// Longer passwords are refused without running PAM, bytes.
-    #[serde(default = "d_max_password")]
     pub max_password_bytes: usize,
 }
 
 impl Default for AuthConfig {
     fn default() -> Self {
         AuthConfig {
-            pam_service: d_pam_service(),
-            admin_group: d_admin_group(),
-            operator_group: d_operator_group(),
+            pam_service: "bmcd".into(),
+            admin_group: "bmc-admin".into(),
+            operator_group: "bmc-operator".into(),
             reauthenticate: true,
             grant_seconds: 0,
-            failure_delay_ms: d_failure_delay(),
-            max_failures: d_max_failures(),
-            failure_window_s: d_failure_window(),
-            lockout_s: d_lockout(),
-            max_password_bytes: d_max_password(),
+            failure_delay_ms: 2000,
+            max_failures: 5,
+            failure_window_s: 300,
+            lockout_s: 300,
+            max_password_bytes: 512,
         }
     }
-}
-
-fn d_pam_service() -> String {
-    "bmcd".into()
-}
-fn d_admin_group() -> String {
-    "bmc-admin".into()
-}
-fn d_operator_group() -> String {
-    "bmc-operator".into()
-}
-fn d_failure_delay() -> u64 {
-    2000
-}
-fn d_max_failures() -> u32 {
-    5
-}
-fn d_failure_window() -> u32 {
-    300
-}
-fn d_lockout() -> u32 {
-    300
-}
-fn d_max_password() -> usize {
-    512
 }
 
 /// Longest accepted duration of a grant, window or lockout: one day.
@@ -522,7 +476,7 @@ pub struct Curve {
     pub sensor: String,
     /// `[temperature °C, level %]` pairs, temperatures strictly increasing;
     /// linear between points, flat beyond the ends.
-    pub points: Vec<(f64, u8)>,
+    pub points: Vec<(f64, Percent)>,
     /// Critical temperature of the sensor, °C: at or above it every fan
     /// runs at 100 % and a manual override ends (see `cooling.rs`). Must
     /// be above the first point; default: the last point + 5 °C.
@@ -640,21 +594,21 @@ impl Config {
             1,
             MAX_MANUAL_TIMEOUT_S,
         )?;
-        range("cooling.min_level", c.min_level.into(), 0, 100)?;
-        // Its lower bounds are the cross-field rules below (at least 1,
-        // as fan_fail_min_level is).
-        range("cooling.failsafe_level", c.failsafe_level.into(), 0, 100)?;
+        // Levels are `Percent`s, 0..=100 by construction. The lower bound
+        // of failsafe_level is the cross-field rules below (at least 1, as
+        // fan_fail_min_level is).
         // 0 would judge a fan meant to stand still, failing it at once.
         range(
             "cooling.fan_fail_min_level",
-            c.fan_fail_min_level.into(),
+            c.fan_fail_min_level.get().into(),
             1,
             100,
         )?;
         if c.failsafe_level < c.min_level {
             return Err(format!(
                 "cooling.failsafe_level: {} is below cooling.min_level ({})",
-                c.failsafe_level, c.min_level
+                c.failsafe_level.get(),
+                c.min_level.get()
             ));
         }
         if c.failsafe_level < c.fan_fail_min_level {
@@ -662,7 +616,8 @@ impl Config {
                 "cooling.failsafe_level: {} is below cooling.fan_fail_min_level ({}): fans in \
                  failsafe would not be checked, so a failed fan would count as recovered and \
                  the zone would flap",
-                c.failsafe_level, c.fan_fail_min_level
+                c.failsafe_level.get(),
+                c.fan_fail_min_level.get()
             ));
         }
         range("cooling.fan_fail_rpm", c.fan_fail_rpm.into(), 1, 100_000)?;
@@ -689,14 +644,11 @@ impl Config {
                 return Err(format!("{f}.points: at least one point is required"));
             };
             let mut prev: Option<f64> = None;
-            for (j, (t, l)) in curve.points.iter().enumerate() {
+            for (j, (t, _)) in curve.points.iter().enumerate() {
                 if !(-100.0..=MAX_CRITICAL_C).contains(t) {
                     return Err(format!(
                         "{f}.points[{j}]: temperature {t} is outside -100..=200"
                     ));
-                }
-                if *l > 100 {
-                    return Err(format!("{f}.points[{j}]: level {l} is more than 100"));
                 }
                 if prev.is_some_and(|p| *t <= p) {
                     return Err(format!(
@@ -1343,6 +1295,16 @@ mod tests {
             ),
             (
                 &sim,
+                "cooling.min_level: level 150 is outside 0..=100 percent",
+                Box::new(|v| v["cooling"]["min_level"] = json!(150)),
+            ),
+            (
+                &sim,
+                "cooling.curves[0].points[1][1]: level 101 is outside 0..=100 percent",
+                Box::new(|v| v["cooling"]["curves"][0]["points"][1][1] = json!(101)),
+            ),
+            (
+                &sim,
                 "cooling.fan_fail_min_level: 0 is outside 1..=100",
                 Box::new(|v| v["cooling"]["fan_fail_min_level"] = json!(0)),
             ),
@@ -1424,7 +1386,7 @@ mod tests {
     fn critical_defaults_to_the_last_point_plus_a_margin() {
         let c = Curve {
             sensor: "s".into(),
-            points: vec![(40.0, 20), (80.0, 100)],
+            points: vec![(40.0, Percent::of::<20>()), (80.0, Percent::FULL)],
             critical_c: None,
         };
         assert_eq!(c.critical(), 85.0);

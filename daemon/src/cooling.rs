@@ -30,14 +30,16 @@ use bmcd_api::{CoolingMode, Error, Health, Severity};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
+use crate::clock::now_ms;
 use crate::config::{CoolingConfig, Curve};
-use crate::hw::{duty_to_percent, percent_to_duty, FanHw, HwResult, TempHw};
-use crate::util::now_ms;
+use crate::hw::{FanHw, HwResult, Percent, TempHw};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FanState {
     pub name: String,
     pub rpm: u32,
+    /// The level last written to the fan, in percent: it changes only
+    /// when a write succeeds.
     pub pwm: u8,
     pub present: bool,
     pub health: Health,
@@ -67,7 +69,7 @@ pub struct Event {
 /// An operator's override.
 #[derive(Debug, Clone)]
 struct Manual {
-    level: u8,
+    level: Percent,
     /// Indexes into the fan list; all fans when the request named none.
     fans: Vec<usize>,
     expires: Option<Instant>,
@@ -76,7 +78,7 @@ struct Manual {
 /// A manual override request that passed validation.
 #[derive(Debug, Clone)]
 pub struct ManualRequest {
-    level: u8,
+    level: Percent,
     fans: Vec<usize>,
     timeout_s: u32,
 }
@@ -112,12 +114,12 @@ impl Debounce {
 }
 
 /// Level a curve asks for at `t` °C.
-pub fn interpolate(points: &[(f64, u8)], t: f64) -> u8 {
+pub fn interpolate(points: &[(f64, Percent)], t: f64) -> Percent {
     let Some(&(t0, l0)) = points.first() else {
-        return 100;
+        return Percent::FULL;
     };
     if !t.is_finite() {
-        return 100;
+        return Percent::FULL;
     }
     if t <= t0 {
         return l0;
@@ -126,17 +128,15 @@ pub fn interpolate(points: &[(f64, u8)], t: f64) -> u8 {
         let (a, la) = w[0];
         let (b, lb) = w[1];
         if t <= b {
-            let f = (t - a) / (b - a);
-            let l = f64::from(la) + f * (f64::from(lb) - f64::from(la));
-            return l.round().clamp(0.0, 100.0) as u8;
+            return Percent::lerp(la, lb, (t - a) / (b - a));
         }
     }
-    points.last().map(|p| p.1).unwrap_or(100)
+    points.last().map(|p| p.1).unwrap_or(Percent::FULL)
 }
 
 /// The curve's level with hysteresis: rises at once, falls only when the
 /// temperature is `h` °C below what the current level needs.
-pub fn curve_level(curve: &Curve, t: f64, last: u8, h: f64) -> u8 {
+pub fn curve_level(curve: &Curve, t: f64, last: Percent, h: f64) -> Percent {
     let up = interpolate(&curve.points, t);
     if up >= last {
         return up;
@@ -149,7 +149,7 @@ struct Inner {
     manual: Option<Manual>,
     fans: Vec<Debounce>,
     sensors: Vec<Debounce>,
-    curve_levels: Vec<u8>,
+    curve_levels: Vec<Percent>,
     /// For each curve, whether its sensor is at its critical temperature.
     critical: Vec<bool>,
     in_failsafe: bool,
@@ -201,7 +201,7 @@ impl Cooling {
             manual_fans: Vec::new(),
             manual_expires_ms: 0,
             auto_level: 100,
-            failsafe_level: cfg.failsafe_level,
+            failsafe_level: cfg.failsafe_level.get(),
             failsafe_reason: String::new(),
             temps: sensor_names.iter().map(|n| (n.clone(), f64::NAN)).collect(),
             fans: fan_names
@@ -219,7 +219,7 @@ impl Cooling {
             manual: None,
             fans: vec![Debounce::default(); fan_names.len()],
             sensors: vec![Debounce::default(); sensor_names.len()],
-            curve_levels: vec![0; cfg.curves.len()],
+            curve_levels: vec![Percent::ZERO; cfg.curves.len()],
             critical: vec![false; cfg.curves.len()],
             in_failsafe: false,
             last_tick: Instant::now(),
@@ -268,18 +268,19 @@ impl Cooling {
         });
     }
 
-    /// Validate a manual override request without acting on it.
+    /// Validate a manual override request without acting on it. This is
+    /// where a level from the bus becomes a [`Percent`], the one check.
     pub fn check_manual(
         &self,
         level: u8,
         fans: &[String],
         timeout_s: u32,
     ) -> Result<ManualRequest, Error> {
-        if level > 100 {
+        let Some(level) = Percent::new(level) else {
             return Err(Error::InvalidArgument(format!(
                 "level {level} is outside 0..=100 percent"
             )));
-        }
+        };
         if timeout_s > self.cfg.manual_timeout_max_s {
             return Err(Error::InvalidArgument(format!(
                 "timeout {timeout_s} s is more than the maximum of {} s",
@@ -344,7 +345,7 @@ impl Cooling {
         drop(inner);
         self.state.send_modify(|s| {
             s.mode = CoolingMode::Manual;
-            s.manual_level = level;
+            s.manual_level = level.get();
             s.manual_fans = names.clone();
             s.manual_expires_ms = expires_ms;
         });
@@ -352,7 +353,7 @@ impl Cooling {
             Severity::Info,
             "cooling",
             format!(
-                "manual override: {level}% on {} for {}",
+                "manual override: {level} on {} for {}",
                 names.join(","),
                 if timeout_s == 0 {
                     "ever".to_owned()
@@ -401,8 +402,9 @@ impl Cooling {
         }
     }
 
-    /// One control period: decide and return the duty for every fan.
-    fn step(&self, r: &Readings) -> Vec<u8> {
+    /// One control period: decide and return the level of every fan.
+    /// `Pwm` is not published here but by [`Cooling::write`], once written.
+    fn step(&self, r: &Readings) -> Vec<Percent> {
         let cfg = &self.cfg;
         let now = Instant::now();
         let mut inner = self.lock();
@@ -455,7 +457,7 @@ impl Cooling {
         for (ci, curve) in cfg.curves.iter().enumerate() {
             let si = self.curve_sensor.get(ci).copied().unwrap_or(usize::MAX);
             let t = temps.get(si).map(|x| x.1).unwrap_or(f64::NAN);
-            let last = inner.curve_levels.get(ci).copied().unwrap_or(0);
+            let last = inner.curve_levels.get(ci).copied().unwrap_or(Percent::ZERO);
             let l = if t.is_finite() {
                 curve_level(curve, t, last, cfg.hysteresis_c)
             } else {
@@ -522,7 +524,7 @@ impl Cooling {
             let rpm = rpms.get(i).copied().unwrap_or(0);
             let pwm = prev.fans.get(i).map(|f| f.pwm).unwrap_or(100);
             let readable = r.rpms.get(i).is_some_and(|x| x.is_ok());
-            let driven = pwm >= cfg.fan_fail_min_level;
+            let driven = pwm >= cfg.fan_fail_min_level.get();
             let ok = present && readable && (!driven || rpm >= cfg.fan_fail_rpm);
             if let Some(d) = inner.fans.get_mut(i) {
                 match d.observe(ok, cfg.fail_after, cfg.recover_after) {
@@ -591,7 +593,7 @@ impl Cooling {
         let failsafe_level = if critical.is_empty() {
             cfg.failsafe_level
         } else {
-            100
+            Percent::FULL
         };
         reasons.append(&mut critical);
         let failsafe = !reasons.is_empty();
@@ -602,7 +604,7 @@ impl Cooling {
                 self.event(
                     Severity::Critical,
                     "cooling",
-                    format!("entering failsafe: {reason}; all fans at {failsafe_level}%"),
+                    format!("entering failsafe: {reason}; all fans at {failsafe_level}"),
                 );
             } else {
                 self.event(Severity::Info, "cooling", "failsafe cleared".into());
@@ -610,7 +612,7 @@ impl Cooling {
         }
 
         // Decide levels.
-        let levels: Vec<u8> = (0..self.fan_names.len())
+        let levels: Vec<Percent> = (0..self.fan_names.len())
             .map(|i| {
                 if failsafe {
                     failsafe_level
@@ -622,10 +624,6 @@ impl Cooling {
                 }
             })
             .collect();
-        let duties: Vec<u8> = levels.iter().map(|l| percent_to_duty(*l)).collect();
-        for (f, d) in fans.iter_mut().zip(&duties) {
-            f.pwm = duty_to_percent(*d);
-        }
         let mode = if failsafe {
             CoolingMode::Failsafe
         } else if inner.manual.is_some() {
@@ -638,8 +636,8 @@ impl Cooling {
         self.state.send_if_modified(|s| {
             let mut next = CoolingState {
                 mode,
-                auto_level: auto,
-                failsafe_level,
+                auto_level: auto.get(),
+                failsafe_level: failsafe_level.get(),
                 failsafe_reason: reason,
                 temps,
                 fans,
@@ -656,7 +654,29 @@ impl Cooling {
             *s = next;
             true
         });
-        duties
+        levels
+    }
+
+    /// Write every fan's level, then publish as its `Pwm` each level that
+    /// was written; a fan whose write failed keeps the last level written.
+    /// Returns each write's result.
+    fn write(&self, levels: &[Percent]) -> Vec<HwResult<()>> {
+        let results: Vec<HwResult<()>> = levels
+            .iter()
+            .enumerate()
+            .map(|(i, l)| self.fans_hw.write_pwm(i, *l))
+            .collect();
+        self.state.send_if_modified(|s| {
+            let mut changed = false;
+            for ((f, l), r) in s.fans.iter_mut().zip(levels).zip(&results) {
+                if r.is_ok() && f.pwm != l.get() {
+                    f.pwm = l.get();
+                    changed = true;
+                }
+            }
+            changed
+        });
+        results
     }
 
     /// The control loop; runs until the task is dropped.
@@ -674,17 +694,11 @@ impl Cooling {
                     continue;
                 }
             };
-            let duties = self.step(&readings);
+            let levels = self.step(&readings);
             let me = self.clone();
-            let results = tokio::task::spawn_blocking(move || {
-                duties
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| me.fans_hw.write_pwm(i, *d).map_err(|e| e.to_string()))
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+            let results = tokio::task::spawn_blocking(move || me.write(&levels))
+                .await
+                .unwrap_or_default();
             for (i, r) in results.into_iter().enumerate() {
                 let failed = r.is_err();
                 if let (Err(e), Some(false)) = (&r, write_errors.get(i)) {
@@ -710,10 +724,14 @@ impl Cooling {
 mod tests {
     use super::*;
 
+    fn pct(n: u8) -> Percent {
+        Percent::new(n).unwrap_or_else(|| panic!("{n}"))
+    }
+
     fn curve() -> Curve {
         Curve {
             sensor: "s".into(),
-            points: vec![(30.0, 20), (50.0, 60), (70.0, 100)],
+            points: vec![(30.0, pct(20)), (50.0, pct(60)), (70.0, pct(100))],
             critical_c: None,
         }
     }
@@ -721,25 +739,29 @@ mod tests {
     #[test]
     fn interpolation() {
         let c = curve();
-        assert_eq!(interpolate(&c.points, 10.0), 20);
-        assert_eq!(interpolate(&c.points, 40.0), 40);
-        assert_eq!(interpolate(&c.points, 60.0), 80);
-        assert_eq!(interpolate(&c.points, 99.0), 100);
-        assert_eq!(interpolate(&c.points, f64::NAN), 100);
-        assert_eq!(interpolate(&[], 10.0), 100);
+        assert_eq!(interpolate(&c.points, 10.0), pct(20));
+        assert_eq!(interpolate(&c.points, 40.0), pct(40));
+        assert_eq!(interpolate(&c.points, 60.0), pct(80));
+        assert_eq!(interpolate(&c.points, 99.0), pct(100));
+        assert_eq!(interpolate(&c.points, f64::NAN), pct(100));
+        assert_eq!(interpolate(&[], 10.0), Percent::FULL);
     }
 
     #[test]
     fn hysteresis_holds_then_falls() {
         let c = curve();
-        assert_eq!(curve_level(&c, 50.0, 20, 2.0), 60);
+        assert_eq!(curve_level(&c, 50.0, pct(20), 2.0), pct(60));
         // 1 °C lower: not enough to drop with 2 °C hysteresis.
-        assert_eq!(curve_level(&c, 49.0, 60, 2.0), 60);
+        assert_eq!(curve_level(&c, 49.0, pct(60), 2.0), pct(60));
         // 5 °C lower: drops to the level of 47 °C.
-        assert_eq!(curve_level(&c, 45.0, 60, 2.0), 54);
+        assert_eq!(curve_level(&c, 45.0, pct(60), 2.0), pct(54));
     }
 
-    struct Fans;
+    /// Two fans; writes to `f1` fail while `fail_f1` is set.
+    #[derive(Default)]
+    struct Fans {
+        fail_f1: std::sync::atomic::AtomicBool,
+    }
     impl FanHw for Fans {
         fn names(&self) -> Vec<String> {
             vec!["f0".into(), "f1".into()]
@@ -747,7 +769,10 @@ mod tests {
         fn read_rpm(&self, _: usize) -> HwResult<u32> {
             Ok(5000)
         }
-        fn write_pwm(&self, _: usize, _: u8) -> HwResult<()> {
+        fn write_pwm(&self, fan: usize, _: Percent) -> HwResult<()> {
+            if fan == 1 && self.fail_f1.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(crate::hw::HwError::Unavailable("f1: read-only".into()));
+            }
             Ok(())
         }
         fn present(&self, _: usize) -> HwResult<bool> {
@@ -768,6 +793,13 @@ mod tests {
     }
 
     fn zone(failsafe_level: u8) -> (Arc<Cooling>, mpsc::UnboundedReceiver<Event>) {
+        zone_with(failsafe_level, Arc::new(Fans::default()))
+    }
+
+    fn zone_with(
+        failsafe_level: u8,
+        fans: Arc<Fans>,
+    ) -> (Arc<Cooling>, mpsc::UnboundedReceiver<Event>) {
         let cfg: CoolingConfig = serde_json::from_value(serde_json::json!({
             "failsafe_level": failsafe_level,
             "hysteresis_c": 2.0,
@@ -775,7 +807,7 @@ mod tests {
                          "critical_c": 83.0 }]
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        Cooling::new(Arc::new(Fans), Arc::new(Temps), cfg)
+        Cooling::new(fans, Arc::new(Temps), cfg)
     }
 
     fn at(t: f64) -> Readings {
@@ -791,12 +823,12 @@ mod tests {
         let (z, mut ev) = zone(60);
         let req = z.check_manual(0, &[], 0);
         assert!(z.set_manual(req.unwrap_or_else(|e| panic!("{e}"))).is_ok());
-        assert_eq!(z.step(&at(70.0)), vec![0, 0]);
+        assert_eq!(z.step(&at(70.0)), vec![Percent::ZERO; 2]);
         assert_eq!(z.subscribe().borrow().mode, CoolingMode::Manual);
         while ev.try_recv().is_ok() {}
 
         // At the limit: manual ends, every fan at 100 % (not failsafe_level).
-        assert_eq!(z.step(&at(83.0)), vec![255, 255]);
+        assert_eq!(z.step(&at(83.0)), vec![Percent::FULL; 2]);
         let st = z.subscribe().borrow().clone();
         assert_eq!(st.mode, CoolingMode::Failsafe);
         assert_eq!((st.manual_level, st.manual_fans.len()), (0, 0));
@@ -817,7 +849,7 @@ mod tests {
 
         // Within the hysteresis: still critical; below it: Auto again,
         // and the override is gone for good.
-        assert_eq!(z.step(&at(81.5)), vec![255, 255]);
+        assert_eq!(z.step(&at(81.5)), vec![Percent::FULL; 2]);
         z.step(&at(80.5));
         let st = z.subscribe().borrow().clone();
         assert_eq!((st.mode, st.failsafe_level), (CoolingMode::Auto, 60));
@@ -828,13 +860,44 @@ mod tests {
     #[test]
     fn critical_temperature_in_auto_forces_full_speed() {
         let (z, _ev) = zone(60);
-        assert_eq!(z.step(&at(50.0)), vec![percent_to_duty(40); 2]);
-        assert_eq!(z.step(&at(90.0)), vec![255, 255]);
+        assert_eq!(z.step(&at(50.0)), vec![pct(40); 2]);
+        assert_eq!(z.step(&at(90.0)), vec![Percent::FULL; 2]);
         assert_eq!(z.subscribe().borrow().mode, CoolingMode::Failsafe);
         // An unreadable sensor keeps the verdict (and is lost once debounced).
         let mut r = at(0.0);
         r.temps = vec![Err(crate::hw::HwError::Unavailable("gone".into()))];
-        assert_eq!(z.step(&r), vec![255, 255]);
+        assert_eq!(z.step(&r), vec![Percent::FULL; 2]);
+    }
+
+    fn pwms(z: &Cooling) -> Vec<u8> {
+        z.subscribe().borrow().fans.iter().map(|f| f.pwm).collect()
+    }
+
+    #[test]
+    fn pwm_is_published_only_once_written() {
+        let fans = Arc::new(Fans::default());
+        let (z, _ev) = zone_with(60, fans.clone());
+        // Deciding is not writing: Pwm still holds the start value.
+        let levels = z.step(&at(50.0));
+        assert_eq!(levels, vec![pct(40); 2]);
+        assert_eq!(pwms(&z), vec![100, 100]);
+        assert!(z.write(&levels).iter().all(Result::is_ok));
+        assert_eq!(pwms(&z), vec![40, 40]);
+
+        // A failed write keeps the last level written.
+        fans.fail_f1
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let levels = z.step(&at(60.0));
+        assert_eq!(levels, vec![pct(60); 2]);
+        let r = z.write(&levels);
+        assert!(r[0].is_ok() && r[1].is_err(), "{r:?}");
+        assert_eq!(pwms(&z), vec![60, 40]);
+
+        fans.fail_f1
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let levels = z.step(&at(60.0));
+        assert!(z.write(&levels).iter().all(Result::is_ok));
+        assert_eq!(pwms(&z), vec![60, 60]);
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod bus;
 pub mod chassis;
+pub mod clock;
 pub mod config;
 pub mod cooling;
 pub mod hw;
@@ -24,7 +25,6 @@ pub mod logging;
 pub mod notify;
 pub mod store;
 pub mod tasks;
-pub mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

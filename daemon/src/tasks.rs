@@ -66,8 +66,8 @@ use heapless::Deque;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch, Notify};
 
+use crate::clock::now_ms;
 use crate::store::write_atomic;
-use crate::util::now_ms;
 
 /// The state file in the state directory.
 pub const FILE: &str = "tasks.json";

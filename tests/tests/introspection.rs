@@ -32,10 +32,10 @@ fn walk(env: &Env) -> BTreeMap<String, String> {
     out
 }
 
-/// The shipped files: interface name -> canonical form.
-fn shipped() -> BTreeMap<String, String> {
+/// The shipped files: (file name, interface, text).
+fn shipped_files() -> Vec<(String, String, String)> {
     let dir = workspace_root().join("config/dbus");
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let Some(iface) = name
@@ -45,6 +45,16 @@ fn shipped() -> BTreeMap<String, String> {
             continue;
         };
         let text = std::fs::read_to_string(e.path()).unwrap();
+        out.push((name.clone(), iface.to_owned(), text));
+    }
+    out
+}
+
+/// The shipped files: interface name -> canonical form.
+fn shipped() -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, iface, text) in shipped_files() {
+        let iface = iface.as_str();
         let canon = xml::interface(&text, iface)
             .unwrap_or_else(|err| panic!("{name}: {err}"))
             .unwrap_or_else(|| panic!("{name} does not declare interface {iface}"));
@@ -58,6 +68,8 @@ fn shipped() -> BTreeMap<String, String> {
 #[test]
 fn live_interfaces_match_the_shipped_xml() {
     let env = Env::new();
+    // A task object, for org.bmcd.Task1.
+    let task = env.chassis().power_on(Default::default()).unwrap();
     let files = shipped();
     let tree = walk(&env);
     let mut served: BTreeSet<String> = BTreeSet::new();
@@ -106,6 +118,36 @@ fn live_interfaces_match_the_shipped_xml() {
     for f in ["fan0", "fan1", "fan2", "fan3"] {
         assert_eq!(ours(&api::fan_path(f)), [api::FAN_IFACE], "{f}");
     }
+    assert_eq!(ours(task.as_str()), [api::TASK_IFACE]);
+    assert_eq!(api::task_id(task.as_str()), Some(1));
+}
+
+/// (interface, method) of every method in the shipped XML files, which the
+/// test above holds to the live daemon.
+fn shipped_methods() -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (_, iface, text) in shipped_files() {
+        for line in text.lines() {
+            if let Some(rest) = line.trim().strip_prefix("<method name=\"") {
+                let m = rest.split('"').next().unwrap_or_default();
+                out.insert((iface.clone(), m.to_owned()));
+            }
+        }
+    }
+    out
+}
+
+/// Every method the daemon serves has exactly one row in the policy table
+/// (`bmcd::auth::policy::POLICY`), and every row names a served method.
+#[test]
+fn the_policy_table_covers_every_served_method() {
+    let served = shipped_methods();
+    assert!(served.len() >= 15, "{served:?}");
+    let table: BTreeSet<(String, String)> = bmcd::auth::policy::POLICY
+        .iter()
+        .map(|r| (r.interface.to_owned(), r.method.to_owned()))
+        .collect();
+    assert_eq!(served, table, "introspection and policy table differ");
 }
 
 #[test]

@@ -44,17 +44,16 @@ struct Status {
     identify_expires: u64,
 }
 
+/// The chassis' properties, in one `GetAll`.
 fn read_status(client: &Client) -> Result<Status, CliError> {
-    client.call(|c| {
-        let p = conn::chassis(c)?;
-        Ok(Status {
-            power_state: p.power_state()?,
-            pending: p.pending_transition()?,
-            last_change: p.last_state_change_time()?,
-            policy: p.restore_policy()?,
-            identify_active: p.identify_active()?,
-            identify_expires: p.identify_expires()?,
-        })
+    let mut p = client.get_all(bmcd_api::CHASSIS_PATH, bmcd_api::CHASSIS_IFACE)?;
+    Ok(Status {
+        power_state: p.take("PowerState")?,
+        pending: p.take("PendingTransition")?,
+        last_change: p.take("LastStateChangeTime")?,
+        policy: p.take("RestorePolicy")?,
+        identify_active: p.take("IdentifyActive")?,
+        identify_expires: p.take("IdentifyExpires")?,
     })
 }
 

@@ -151,19 +151,18 @@ struct Zone {
     temperatures: HashMap<String, f64>,
 }
 
+/// The zone's properties, in one `GetAll`.
 fn read_zone(client: &Client) -> Result<Zone, CliError> {
-    client.call(|c| {
-        let p = conn::cooling(c)?;
-        Ok(Zone {
-            mode: p.mode()?,
-            auto_level: p.auto_level()?,
-            manual_level: p.manual_level()?,
-            manual_fans: p.manual_fans()?,
-            manual_expires: p.manual_expires()?,
-            failsafe_level: p.failsafe_level()?,
-            failsafe_reason: p.failsafe_reason()?,
-            temperatures: p.temperatures()?,
-        })
+    let mut p = client.get_all(bmcd_api::FANS_PATH, bmcd_api::COOLING_IFACE)?;
+    Ok(Zone {
+        mode: p.take("Mode")?,
+        auto_level: p.take("AutoLevel")?,
+        manual_level: p.take("ManualLevel")?,
+        manual_fans: p.take("ManualFans")?,
+        manual_expires: p.take("ManualExpires")?,
+        failsafe_level: p.take("FailsafeLevel")?,
+        failsafe_reason: p.take("FailsafeReason")?,
+        temperatures: p.take("Temperatures")?,
     })
 }
 
@@ -177,12 +176,9 @@ fn zone_record(z: &Zone, with_temperatures: bool) -> Record {
     } else {
         r.field_as(MANUAL_LEVEL, Value::Percent(z.manual_level), "-")
     };
+    // As sent: the fans under the override in Manual, empty otherwise.
     let fans = Value::List(z.manual_fans.iter().cloned().map(Value::Text).collect());
-    r = if manual && z.manual_fans.is_empty() {
-        r.field_as(MANUAL_FANS, fans, "all")
-    } else {
-        r.field(MANUAL_FANS, fans)
-    };
+    r = r.field(MANUAL_FANS, fans);
     r = if manual && z.manual_expires == 0 {
         r.field_as(MANUAL_EXPIRES, Value::Null, "never")
     } else {
@@ -371,14 +367,16 @@ mod tests {
              Failsafe reason:  -\n\
              Temperatures:     cpu0 unreadable, inlet 25.0 °C\n"
         );
-        let manual = zone_record(&zone(CoolingMode::Manual), false);
+        let mut z = zone(CoolingMode::Manual);
+        z.manual_fans = vec!["fan0".into(), "fan1".into()];
+        let manual = zone_record(&z, false);
         let text = render_console(&Output::new().record(None, manual.clone()), false);
-        assert!(text.contains("Manual fans:      all\n"), "{text}");
+        assert!(text.contains("Manual fans:      fan0, fan1\n"), "{text}");
         assert!(text.contains("Manual expires:   never\n"), "{text}");
         let v: serde_json::Value =
             serde_json::from_str(&render_json(&Output::new().record(None, manual))).unwrap();
         assert_eq!(v["Mode"], "Manual");
-        assert_eq!(v["ManualFans"], serde_json::json!([]));
+        assert_eq!(v["ManualFans"], serde_json::json!(["fan0", "fan1"]));
         assert!(v["ManualExpires"].is_null());
     }
 }

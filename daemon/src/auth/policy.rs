@@ -169,7 +169,7 @@ pub const POLICY: &[Rule] = &[
     rule(
         TASK_IFACE,
         "Cancel",
-        ReadOnly,
+        Operator,
         false,
         "only the task's owner or an Administrator (checked per task), while Cancellable",
     ),
@@ -252,7 +252,7 @@ mod tests {
         }
         assert_eq!(role(SESSION_IFACE, "Authenticate"), Some((ReadOnly, false)));
         assert_eq!(role(SESSION_IFACE, "WhoAmI"), Some((ReadOnly, false)));
-        assert_eq!(role(TASK_IFACE, "Cancel"), Some((ReadOnly, false)));
+        assert_eq!(role(TASK_IFACE, "Cancel"), Some((Operator, false)));
         let audited = |i, m| lookup(i, m).map(|r| r.mutating);
         assert_eq!(audited(SESSION_IFACE, "WhoAmI"), Some(false));
         assert_eq!(audited(SESSION_IFACE, "Authenticate"), Some(true));

@@ -118,14 +118,9 @@ impl ChassisIface {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
         self.m
-            .call(
-                &hdr,
-                Some(&options),
-                &[],
-                format!("on={on} seconds={seconds}"),
-                || Ok(()),
-                |_, ()| self.chassis.set_identify(on, seconds),
-            )
+            .act(&hdr, &options, format!("on={on} seconds={seconds}"), |_| {
+                self.chassis.set_identify(on, seconds)
+            })
             .await
     }
 

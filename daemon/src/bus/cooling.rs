@@ -47,17 +47,10 @@ impl CoolingIface {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
         self.m
-            .call(
-                &hdr,
-                Some(&options),
-                &[],
-                String::new(),
-                || Ok(()),
-                |_, ()| async move {
-                    self.cooling.set_auto();
-                    Ok::<(), Error>(())
-                },
-            )
+            .act(&hdr, &options, String::new(), |_| async move {
+                self.cooling.set_auto();
+                Ok::<(), Error>(())
+            })
             .await
     }
 

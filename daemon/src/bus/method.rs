@@ -128,6 +128,25 @@ impl Methods {
     }
 }
 
+impl Methods {
+    /// [`Methods::call`] for the common shape: an `options` argument that
+    /// knows no key yet, and no argument check before the grant.
+    pub async fn act<T, E, Fut>(
+        &self,
+        hdr: &Header<'_>,
+        options: &Options,
+        args: String,
+        action: impl FnOnce(Caller) -> Fut,
+    ) -> Result<T, Error>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: Into<Error>,
+    {
+        self.call(hdr, Some(options), &[], args, || Ok(()), |c, ()| action(c))
+            .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,14 +27,9 @@ impl SessionIface {
         let password = Zeroizing::new(password);
         // The audit record names no argument: the only one is the secret.
         self.m
-            .call(
-                &hdr,
-                Some(&options),
-                &[],
-                String::new(),
-                || Ok(()),
-                |caller, ()| async move { self.m.auth.authenticate(&caller, password).await },
-            )
+            .act(&hdr, &options, String::new(), |caller| async move {
+                self.m.auth.authenticate(&caller, password).await
+            })
             .await
     }
 

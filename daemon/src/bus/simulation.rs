@@ -44,13 +44,11 @@ impl SimIface {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
         self.m
-            .call(
+            .act(
                 &hdr,
-                Some(&options),
-                &[],
+                &options,
                 format!("celsius={celsius}"),
-                || Ok(()),
-                |_, ()| async move {
+                |_| async move {
                     self.sim.set_ambient(celsius)?;
                     self.touched();
                     Ok::<(), SimError>(())
@@ -67,13 +65,11 @@ impl SimIface {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
         self.m
-            .call(
+            .act(
                 &hdr,
-                Some(&options),
-                &[],
+                &options,
                 format!("fan={fan} failed={failed}"),
-                || Ok(()),
-                |_, ()| async move { self.sim.set_fan_fault(&fan, failed) },
+                |_| async move { self.sim.set_fan_fault(&fan, failed) },
             )
             .await
     }
@@ -86,13 +82,11 @@ impl SimIface {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
         self.m
-            .call(
+            .act(
                 &hdr,
-                Some(&options),
-                &[],
+                &options,
                 format!("sensor={sensor} lost={lost}"),
-                || Ok(()),
-                |_, ()| async move { self.sim.set_sensor_fault(&sensor, lost) },
+                |_| async move { self.sim.set_sensor_fault(&sensor, lost) },
             )
             .await
     }
@@ -104,13 +98,11 @@ impl SimIface {
         #[zbus(header)] hdr: Header<'_>,
     ) -> Result<(), Error> {
         self.m
-            .call(
+            .act(
                 &hdr,
-                Some(&options),
-                &[],
+                &options,
                 format!("responsive={responsive}"),
-                || Ok(()),
-                |_, ()| async move {
+                |_| async move {
                     self.sim.set_host_responsive(responsive);
                     self.touched();
                     Ok::<(), Error>(())

@@ -42,17 +42,15 @@ pub struct TaskIface {
 
 #[interface(name = "org.bmcd.Task1")]
 impl TaskIface {
-    /// Owner or Administrator, while `Cancellable` (the task manager
-    /// decides; the policy row lets every role try).
+    /// The task's owner or an Administrator, while `Cancellable` (the
+    /// policy row lets Operators try; the task manager decides the rest).
     async fn cancel(&self, options: Options, #[zbus(header)] hdr: Header<'_>) -> Result<(), Error> {
         self.m
-            .call(
+            .act(
                 &hdr,
-                Some(&options),
-                &[],
+                &options,
                 format!("task={}", self.id),
-                || Ok(()),
-                |caller, ()| async move {
+                |caller| async move {
                     self.tasks
                         .cancel(self.id, caller.uid, caller.role == Role::Administrator)
                 },

@@ -17,7 +17,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use super::{FanHw, HwError, HwResult, TempHw};
+use super::{FanHw, HwError, HwResult, Percent, TempHw};
 use crate::config::{HwmonFan, HwmonSensor};
 
 /// One `hwmonN` directory found under the root.
@@ -256,11 +256,11 @@ impl FanHw for HwmonFans {
     }
 
     /// Writes `pwmN_enable` = 1 first when that file exists and says
-    /// otherwise, then the duty to `pwmN`.
-    fn write_pwm(&self, fan: usize, duty: u8) -> HwResult<()> {
+    /// otherwise, then the level as a duty cycle (0–255) to `pwmN`.
+    fn write_pwm(&self, fan: usize, level: Percent) -> HwResult<()> {
         let f = self.fan(fan)?;
         Self::ensure_manual(f)?;
-        write_value(&f.pwm, &duty.to_string())
+        write_value(&f.pwm, &level.to_duty().to_string())
     }
 
     /// A fan is present when its `fanN_input` can be read and its
@@ -376,6 +376,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn pct(n: u8) -> Percent {
+        Percent::new(n).unwrap()
+    }
 
     /// A temporary directory removed on drop.
     struct TempDir(PathBuf);
@@ -578,21 +582,25 @@ mod tests {
         let fans = HwmonFans::open(&t.root(), &aspeed_fans()).unwrap();
         // Opening writes nothing.
         assert_eq!(t.read(1, "pwm1_enable"), "2\n");
-        fans.write_pwm(0, 100).unwrap();
+        // The level is written as a duty cycle, 0-255.
+        fans.write_pwm(0, pct(50)).unwrap();
         assert_eq!(t.read(1, "pwm1_enable"), "1");
-        assert_eq!(t.read(1, "pwm1"), "100");
-        fans.write_pwm(0, 7).unwrap();
-        assert_eq!(t.read(1, "pwm1"), "7");
+        assert_eq!(t.read(1, "pwm1"), "128");
+        fans.write_pwm(0, pct(3)).unwrap();
+        assert_eq!(t.read(1, "pwm1"), "8");
         // Someone else switched it back to automatic: taken back.
         t.write(1, "pwm1_enable", "2\n");
-        fans.write_pwm(0, 0).unwrap();
+        fans.write_pwm(0, pct(0)).unwrap();
         assert_eq!(t.read(1, "pwm1_enable"), "1");
         assert_eq!(t.read(1, "pwm1"), "0");
         // No enable file: only the duty is written, none is created.
-        fans.write_pwm(1, 255).unwrap();
+        fans.write_pwm(1, pct(100)).unwrap();
         assert_eq!(t.read(1, "pwm2"), "255");
         assert!(!t.hwmon(1).join("pwm2_enable").exists());
-        assert!(matches!(fans.write_pwm(4, 1), Err(HwError::NotFound(_))));
+        assert!(matches!(
+            fans.write_pwm(4, pct(1)),
+            Err(HwError::NotFound(_))
+        ));
     }
 
     #[test]
@@ -600,7 +608,7 @@ mod tests {
         let t = tree();
         let fans = HwmonFans::open(&t.root(), &aspeed_fans()).unwrap();
         fs::remove_file(t.hwmon(1).join("pwm2")).unwrap();
-        let (e, s) = err_text(fans.write_pwm(1, 10));
+        let (e, s) = err_text(fans.write_pwm(1, pct(4)));
         assert!(matches!(e, HwError::Io { .. }), "{s}");
         assert!(s.contains("pwm2"), "{s}");
         assert!(!t.hwmon(1).join("pwm2").exists(), "must not create files");
@@ -617,7 +625,7 @@ mod tests {
         });
         let fans = HwmonFans::open(&t.root(), &cfg).unwrap();
         for i in 0..4 {
-            fans.write_pwm(i, 30).unwrap();
+            fans.write_pwm(i, pct(12)).unwrap();
         }
         assert_eq!(t.read(1, "pwm1_enable"), "1");
         fans.release().unwrap();

@@ -35,13 +35,19 @@ pub enum HwError {
     /// The device is present but the reading is not available right now
     /// (for example a simulated sensor that was told to fail).
     Unavailable(String),
+    /// The blocking task that ran the call ended without an answer (it
+    /// panicked or was cancelled); see [`blocking`].
+    Lost(String),
 }
 
 impl fmt::Display for HwError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HwError::Io { what, source } => write!(f, "{what}: {source}"),
-            HwError::NotFound(m) | HwError::Invalid(m) | HwError::Unavailable(m) => f.write_str(m),
+            HwError::NotFound(m)
+            | HwError::Invalid(m)
+            | HwError::Unavailable(m)
+            | HwError::Lost(m) => f.write_str(m),
         }
     }
 }
@@ -49,6 +55,79 @@ impl fmt::Display for HwError {
 impl std::error::Error for HwError {}
 
 pub type HwResult<T> = Result<T, HwError>;
+
+/// Run a hardware call off the async executor (the traits here may block
+/// on I/O).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> HwResult<T> + Send + 'static,
+) -> HwResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(HwError::Lost(format!("hardware task failed: {e}"))))
+}
+
+/// A fan level in percent, 0 (off) to 100 (full speed); no other value can
+/// be built. Levels are checked once where they enter the daemon (a bus
+/// call, the configuration file) and travel as `Percent` from then on; only
+/// the backend that writes a PWM channel turns one into a duty cycle
+/// ([`Percent::to_duty`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Percent(u8);
+
+impl Percent {
+    pub const ZERO: Percent = Percent::of::<0>();
+    pub const FULL: Percent = Percent::of::<100>();
+
+    /// `None` above 100.
+    pub const fn new(pct: u8) -> Option<Percent> {
+        if pct <= 100 {
+            Some(Percent(pct))
+        } else {
+            None
+        }
+    }
+
+    /// A constant level, checked when the program is compiled.
+    pub const fn of<const N: u8>() -> Percent {
+        const { assert!(N <= 100, "a Percent is at most 100") };
+        Percent(N)
+    }
+
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+
+    /// The level a fraction `f` of the way from `a` to `b` (`f` clamped to
+    /// 0–1, NaN counts as 0), rounded: always between the two.
+    pub fn lerp(a: Percent, b: Percent, f: f64) -> Percent {
+        let f = if f.is_nan() { 0.0 } else { f.clamp(0.0, 1.0) };
+        let l = f64::from(a.0) + f * (f64::from(b.0) - f64::from(a.0));
+        // Between a.0 and b.0, both at most 100.
+        Percent(l.round().clamp(0.0, 100.0) as u8)
+    }
+
+    /// The PWM duty cycle, 0–255, rounded: what a backend writes.
+    pub fn to_duty(self) -> u8 {
+        // At most (100 * 255 + 50) / 100 = 255.
+        ((u32::from(self.0) * 255 + 50) / 100) as u8
+    }
+}
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+/// From the configuration file: an integer 0–100.
+impl<'de> serde::Deserialize<'de> for Percent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u8::deserialize(d)?;
+        Percent::new(v).ok_or_else(|| {
+            serde::de::Error::custom(format_args!("level {v} is outside 0..=100 percent"))
+        })
+    }
+}
 
 /// The chassis' power control lines, as on an x86 server board: the BMC
 /// "presses" the front-panel buttons and watches power-good.
@@ -74,9 +153,9 @@ pub trait FanHw: Send + Sync {
     fn names(&self) -> Vec<String>;
     /// Tachometer reading in RPM; 0 means the rotor is not turning.
     fn read_rpm(&self, fan: usize) -> HwResult<u32>;
-    /// Set the duty cycle, 0 (off) to 255 (full speed). Puts the PWM
-    /// channel under software control first if needed.
-    fn write_pwm(&self, fan: usize, duty: u8) -> HwResult<()>;
+    /// Drive the fan at `level` (the backend turns it into its own duty
+    /// cycle). Puts the PWM channel under software control first if needed.
+    fn write_pwm(&self, fan: usize, level: Percent) -> HwResult<()>;
     /// Whether the fan is fitted (a tach reading is possible at all).
     fn present(&self, fan: usize) -> HwResult<bool>;
     /// Hand the PWM channels back to the hardware's own control, or leave
@@ -102,17 +181,6 @@ pub struct Platform {
     pub sim: Option<Arc<sim::Sim>>,
 }
 
-/// Convert a percentage (clamped to 0–100) into a PWM duty (0–255), rounding.
-pub fn percent_to_duty(pct: u8) -> u8 {
-    let p = u32::from(pct.min(100));
-    ((p * 255 + 50) / 100) as u8
-}
-
-/// Convert a PWM duty (0–255) into a percentage (0–100), rounding.
-pub fn duty_to_percent(duty: u8) -> u8 {
-    ((u32::from(duty) * 100 + 127) / 255) as u8
-}
-
 /// Build the platform the configuration describes.
 pub fn build(cfg: &crate::config::PlatformConfig) -> HwResult<Platform> {
     use crate::config::{PlatformConfig, PowerConfig};
@@ -132,16 +200,7 @@ pub fn build(cfg: &crate::config::PlatformConfig) -> HwResult<Platform> {
                 PowerConfig::Sim(p) => {
                     // Power sequencing only: the simulator's fans and
                     // sensors are unused, real hwmon ones drive the zone.
-                    let sim = Arc::new(sim::Sim::new(&crate::config::SimConfig {
-                        fans: Vec::new(),
-                        sensors: Vec::new(),
-                        ambient_c: 25.0,
-                        power_on_delay_ms: p.power_on_delay_ms,
-                        host_shutdown_ms: p.host_shutdown_ms,
-                        force_off_hold_ms: p.force_off_hold_ms,
-                        host_responsive: p.host_responsive,
-                        seed: 0,
-                    }));
+                    let sim = Arc::new(sim::Sim::new(&crate::config::SimConfig::power_only(p)));
                     (sim.clone() as Arc<dyn PowerHw>, Some(sim))
                 }
             };
@@ -176,13 +235,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn percent_duty_round_trip() {
-        assert_eq!(percent_to_duty(0), 0);
-        assert_eq!(percent_to_duty(100), 255);
-        assert_eq!(percent_to_duty(200), 255);
-        assert_eq!(percent_to_duty(50), 128);
-        for p in 0..=100u8 {
-            assert_eq!(duty_to_percent(percent_to_duty(p)), p);
-        }
+    fn percent_is_checked_once_and_converted_by_rounding() {
+        assert_eq!(Percent::new(101), None);
+        assert_eq!(Percent::new(100), Some(Percent::FULL));
+        assert_eq!(Percent::ZERO.to_duty(), 0);
+        assert_eq!(Percent::FULL.to_duty(), 255);
+        assert_eq!(Percent::new(50).map(Percent::to_duty), Some(128));
+        // Every level has its own duty.
+        let duties: std::collections::HashSet<u8> = (0..=100)
+            .filter_map(Percent::new)
+            .map(Percent::to_duty)
+            .collect();
+        assert_eq!(duties.len(), 101);
+    }
+
+    #[test]
+    fn lerp_stays_between_its_ends() {
+        let (a, b) = (Percent(20), Percent(60));
+        assert_eq!(Percent::lerp(a, b, 0.5), Percent(40));
+        assert_eq!(Percent::lerp(b, a, 0.25), Percent(50));
+        assert_eq!(Percent::lerp(a, b, 7.0), b);
+        assert_eq!(Percent::lerp(a, b, -1.0), a);
+        assert_eq!(Percent::lerp(a, b, f64::NAN), a);
+        assert_eq!(
+            Percent::lerp(Percent::ZERO, Percent::FULL, 1.0),
+            Percent::FULL
+        );
+    }
+
+    #[test]
+    fn percent_from_config() {
+        let p: Result<Percent, _> = serde_json::from_str("42");
+        assert_eq!(p.ok(), Some(Percent(42)));
+        let e = serde_json::from_str::<Percent>("101")
+            .err()
+            .map(|e| e.to_string());
+        assert!(e.is_some_and(|e| e.contains("101 is outside 0..=100")));
+        assert!(serde_json::from_str::<Percent>("-1").is_err());
     }
 }

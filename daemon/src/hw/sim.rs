@@ -34,7 +34,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::{FanHw, HwError, HwResult, PowerHw, TempHw};
+use super::{FanHw, HwError, HwResult, Percent, PowerHw, TempHw};
 use crate::config::SimConfig;
 
 /// Longest step of the numerical integration.
@@ -593,10 +593,10 @@ impl FanHw for Sim {
         Ok((rpm * (1.0 + noise)).round().max(0.0) as u32)
     }
 
-    fn write_pwm(&self, fan: usize, duty: u8) -> HwResult<()> {
+    fn write_pwm(&self, fan: usize, level: Percent) -> HwResult<()> {
         let mut st = self.state();
         let f = st.fans.get_mut(fan).ok_or_else(|| no_fan(fan))?;
-        f.duty = duty;
+        f.duty = level.to_duty();
         Ok(())
     }
 
@@ -639,6 +639,10 @@ impl TempHw for Sim {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pct(n: u8) -> Percent {
+        Percent::new(n).unwrap()
+    }
     use crate::config::{SimFan, SimSensor};
 
     fn cfg() -> SimConfig {
@@ -833,7 +837,7 @@ mod tests {
         assert_eq!(sim.fan_names(), vec!["fan0", "fan1", "fan2"]);
         let r = sim.read_rpm(0).unwrap();
         assert!(within(r, 12000.0, 0.01), "{r}");
-        sim.write_pwm(0, 128).unwrap();
+        sim.write_pwm(0, pct(50)).unwrap();
         clock.advance_ms(100);
         let r = sim.read_rpm(0).unwrap();
         assert!(r > 11000, "rotor must lag behind: {r}");
@@ -858,14 +862,15 @@ mod tests {
     #[test]
     fn low_duty_stalls() {
         let (sim, clock) = sim();
-        sim.write_pwm(0, STALL_DUTY - 1).unwrap();
+        assert!(pct(8).to_duty() < STALL_DUTY && pct(9).to_duty() >= STALL_DUTY);
+        sim.write_pwm(0, pct(8)).unwrap();
         clock.advance_ms(20_000);
         assert_eq!(sim.read_rpm(0).unwrap(), 0);
-        sim.write_pwm(0, STALL_DUTY).unwrap();
+        sim.write_pwm(0, pct(9)).unwrap();
         clock.advance_ms(20_000);
-        let target = 12000.0 * f64::from(STALL_DUTY) / 255.0;
+        let target = 12000.0 * f64::from(pct(9).to_duty()) / 255.0;
         assert!(within(sim.read_rpm(0).unwrap(), target, 0.011));
-        sim.write_pwm(0, 0).unwrap();
+        sim.write_pwm(0, pct(0)).unwrap();
         clock.advance_ms(20_000);
         assert_eq!(sim.read_rpm(0).unwrap(), 0);
     }
@@ -880,7 +885,7 @@ mod tests {
         clock.advance_ms(20_000);
         assert_eq!(sim.read_rpm(1).unwrap(), 0);
         assert!(sim.present(1).unwrap());
-        sim.write_pwm(1, 255).unwrap();
+        sim.write_pwm(1, pct(100)).unwrap();
         clock.advance_ms(1000);
         assert_eq!(sim.read_rpm(1).unwrap(), 0, "duty does not help");
         sim.set_fan_fault(1, false).unwrap();
@@ -897,9 +902,12 @@ mod tests {
         let (sim, _clock) = sim();
         assert!(!sim.present(2).unwrap());
         assert!(matches!(sim.read_rpm(2), Err(HwError::NotFound(_))));
-        sim.write_pwm(2, 10).unwrap();
+        sim.write_pwm(2, pct(4)).unwrap();
         assert!(matches!(sim.read_rpm(3), Err(HwError::NotFound(_))));
-        assert!(matches!(sim.write_pwm(3, 1), Err(HwError::NotFound(_))));
+        assert!(matches!(
+            sim.write_pwm(3, pct(1)),
+            Err(HwError::NotFound(_))
+        ));
         assert!(matches!(sim.present(3), Err(HwError::NotFound(_))));
         assert!(matches!(sim.read_celsius(2), Err(HwError::NotFound(_))));
         assert!(matches!(
@@ -911,8 +919,8 @@ mod tests {
     #[test]
     fn release_restores_full_duty() {
         let (sim, clock) = sim();
-        sim.write_pwm(0, 0).unwrap();
-        sim.write_pwm(1, 50).unwrap();
+        sim.write_pwm(0, pct(0)).unwrap();
+        sim.write_pwm(1, pct(20)).unwrap();
         clock.advance_ms(20_000);
         sim.release().unwrap();
         clock.advance_ms(20_000);
@@ -948,14 +956,14 @@ mod tests {
         assert!((full_fans - (25.0 + 60.0 * 0.3)).abs() < 0.1, "{full_fans}");
         // Slower fans: hotter.
         for i in 0..3 {
-            sim.write_pwm(i, 64).unwrap();
+            sim.write_pwm(i, pct(25)).unwrap();
         }
         clock.advance_ms(200_000);
         let slow_fans = temp(&sim, 1);
         assert!(slow_fans > full_fans + 10.0, "{full_fans} -> {slow_fans}");
         // More airflow again: cooler.
         for i in 0..3 {
-            sim.write_pwm(i, 255).unwrap();
+            sim.write_pwm(i, pct(100)).unwrap();
         }
         clock.advance_ms(200_000);
         assert!((temp(&sim, 1) - full_fans).abs() < 0.1);
