@@ -199,7 +199,9 @@ fn power(args: PowerArgs, ctx: &Ctx) -> Result<Output, CliError> {
         }
         e
     })?;
-    let state = client.call(|c| Ok(conn::chassis(c)?.power_state()?))?;
+    let state: PowerState = client
+        .get_all(bmcd_api::CHASSIS_PATH, bmcd_api::CHASSIS_IFACE)?
+        .take("PowerState")?;
     let mut doc = t.record();
     doc.fields.extend(
         action_field
