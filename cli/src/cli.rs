@@ -27,6 +27,8 @@ Examples:
   bmcctl --yes chassis power off --graceful-timeout 120
   bmcctl fan list --json
   bmcctl fan mode manual --level 60 --timeout 300
+  bmcctl task list
+  bmcctl task wait 12
   bmcctl --password-stdin chassis policy set AlwaysOn < password-file
   BMCCTL_ADDRESS=unix:path=/tmp/bus bmcctl chassis status
 
@@ -40,7 +42,9 @@ change fails with exit 3. A password longer than 512 bytes is refused
 
 Exit codes: 0 ok, 1 failure, 2 invalid argument or usage, 3 permission or
 authentication denied (also wrong password, locked out), 4 not found, 5 busy,
-6 timeout.";
+6 timeout, 7 the task was cancelled, 8 the task was interrupted (bmcd stopped
+while it ran), 130 Ctrl-C while waiting for a task (the task goes on). A task
+that failed exits with the code of its error.";
 
 /// Command-line client of bmcd, the BMC management daemon.
 #[derive(Debug, Parser)]
@@ -132,6 +136,21 @@ Examples:
         #[command(subcommand)]
         cmd: FanCmd,
     },
+    /// Long-running work (power transitions): list, show, wait, cancel
+    #[command(after_help = "\
+ID is the task's number (as in `task list`) or its object path
+(/org/bmcd/tasks/12). Finished tasks stay for a while (by default 24 h or the
+last 32), then they are removed.
+
+Examples:
+  bmcctl task list
+  bmcctl task show 12
+  bmcctl task wait 12
+  bmcctl task cancel 12")]
+    Task {
+        #[command(subcommand)]
+        cmd: TaskCmd,
+    },
     /// Show who bmcd sees calling: uid, user name and role
     #[command(after_help = "\
 Roles: Administrator (root or the admin group), Operator (the operator
@@ -158,11 +177,10 @@ Examples:
 off, cycle and reset ask for confirmation when stdin is a terminal; give --yes
 in scripts (without a terminal or with --json they refuse otherwise).
 
-After the daemon accepts the request, bmcctl waits until the transition has
-finished (PendingTransition is None and PowerState is the one asked for):
-  on 60 s, off --force 60 s, off (graceful) the graceful timeout + 60 s
-  (300 s + 60 s when --graceful-timeout is not given), cycle 90 s, reset 60 s.
-If the bound passes, bmcctl exits 6; --no-wait returns right after acceptance.
+bmcd carries each request out as a task; bmcctl waits for it to end, showing
+its phase and progress (see `bmcctl task wait --help`), and exits with the
+task's outcome. Ctrl-C stops the waiting, not the task. --no-wait prints the
+task's number and returns at once.
 
 Examples:
   bmcctl chassis power on
@@ -197,7 +215,7 @@ Examples:
 
 #[derive(Debug, Args)]
 pub struct PowerArgs {
-    /// Return as soon as the daemon has accepted the request
+    /// Print the task's number and return once bmcd has accepted the request
     #[arg(long, global = true)]
     pub no_wait: bool,
     #[command(subcommand)]
@@ -273,6 +291,57 @@ Examples:
         #[arg(value_name = "VALUE")]
         value: String,
     },
+}
+
+/// The `ID` of `task show|wait|cancel` (one definition, one copy of its
+/// clap code).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct TaskId {
+    /// The task's number or object path
+    pub id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum TaskCmd {
+    /// List the tasks, oldest first
+    #[command(after_help = "\
+Columns: ID, KIND, STATE, PROGRESS, PHASE, OWNER (uid), STARTED (UTC).
+
+Examples:
+  bmcctl task list
+  bmcctl task list --json")]
+    List,
+    /// Show every property of a task
+    #[command(after_help = "\
+Examples:
+  bmcctl task show 12
+  bmcctl task show /org/bmcd/tasks/12 --json")]
+    Show(TaskId),
+    /// Wait until a task ends; exit with its outcome
+    #[command(after_help = "\
+On a terminal a progress bar shows the phase and percent; without one, a line
+per phase change goes to stderr; with --json only the final document (the
+task's properties) is printed. bmcctl follows the task's signals and sets no
+time limit of its own (--timeout bounds each call only).
+
+Exit codes: 0 Completed; Failed: the code of its error (e.g. 6 for
+org.bmcd.Error.Timeout); 7 Cancelled; 8 Interrupted; 1 if bmcd stops while
+bmcctl waits; 4 if the task does not exist (or is removed); 130 on Ctrl-C,
+which stops the waiting, not the task.
+
+Examples:
+  bmcctl task wait 12
+  bmcctl task wait 12 --json")]
+    Wait(TaskId),
+    /// Ask a running task to stop (its owner or an Administrator)
+    #[command(after_help = "\
+The task goes Cancelling, then Cancelled at its next safe point; follow it
+with `bmcctl task wait ID`. A finished task, or one that is not cancellable,
+is refused (exit 1).
+
+Examples:
+  bmcctl task cancel 12")]
+    Cancel(TaskId),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
@@ -610,6 +679,12 @@ mod tests {
         );
         assert_eq!(res("ch pol").unwrap(), "chassis policy");
         assert_eq!(res("fan show f").unwrap(), "fan show f");
+        assert_eq!(res("t w 12").unwrap(), "task wait 12");
+        assert_eq!(
+            res("ta c /org/bmcd/tasks/3").unwrap(),
+            "task cancel /org/bmcd/tasks/3"
+        );
+        assert_eq!(res("t l --json").unwrap(), "task list --json");
     }
 
     #[test]
@@ -653,7 +728,7 @@ mod tests {
         assert_eq!(names, ["status", "power", "identify", "policy", "help"]);
         let e = res("zz").unwrap_err();
         let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["chassis", "fan", "whoami", "help"]);
+        assert_eq!(names, ["chassis", "fan", "task", "whoami", "help"]);
     }
 
     #[test]

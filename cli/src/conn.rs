@@ -141,6 +141,12 @@ impl Client {
         }
     }
 
+    /// The connection itself (for reading signals; calls go through
+    /// [`Client::call`]).
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
     /// Get a password and authenticate this connection with it.
     fn reauthenticate(&self) -> Result<(), CliError> {
         let mut passwords = auth::passwords(self.auth)?;
@@ -162,16 +168,7 @@ impl Client {
     /// Every property of `iface` on the object at `path`, in one
     /// `org.freedesktop.DBus.Properties.GetAll` call.
     pub fn get_all(&self, path: &'static str, iface: &'static str) -> Result<Properties, CliError> {
-        let values = self.call(|c| {
-            let reply = c.call_method(
-                Some(bmcd_api::BUS_NAME),
-                path,
-                Some("org.freedesktop.DBus.Properties"),
-                "GetAll",
-                &(iface,),
-            )?;
-            Ok(reply.body().deserialize::<HashMap<String, OwnedValue>>()?)
-        })?;
+        let values = self.call(|c| Ok(get_all(c, path, iface)?))?;
         Ok(Properties { iface, values })
     }
 
@@ -265,6 +262,49 @@ pub fn session(conn: &Connection) -> zbus::Result<SessionProxyBlocking<'static>>
         .build()
 }
 
+/// A method call whose one argument is a string (`Properties.GetAll`,
+/// `AddMatch`, `GetNameOwner`). One non-generic function for all of them
+/// keeps a single copy of zbus's generic call code in the binary.
+pub fn call_str(
+    c: &Connection,
+    dest: &str,
+    path: &str,
+    iface: &str,
+    method: &str,
+    arg: &str,
+) -> zbus::Result<zbus::message::Message> {
+    c.call_method(Some(dest), path, Some(iface), method, &(arg,))
+}
+
+/// `GetAll` of `iface` at `path` of bmcd.
+pub fn get_all(
+    c: &Connection,
+    path: &str,
+    iface: &str,
+) -> zbus::Result<std::collections::HashMap<String, zbus::zvariant::OwnedValue>> {
+    let m = call_str(
+        c,
+        bmcd_api::BUS_NAME,
+        path,
+        "org.freedesktop.DBus.Properties",
+        "GetAll",
+        iface,
+    )?;
+    m.body().deserialize()
+}
+
+/// Sort `v` in place, stable; a plain insertion sort (lists of a few dozen
+/// entries at most), much smaller in the binary than `sort_by`.
+pub fn sort_small<T>(v: &mut [T], less: impl Fn(&T, &T) -> bool) {
+    for i in 1..v.len() {
+        let mut j = i;
+        while j > 0 && less(&v[j], &v[j - 1]) {
+            v.swap(j, j - 1);
+            j -= 1;
+        }
+    }
+}
+
 pub fn object_manager(conn: &Connection) -> zbus::Result<ObjectManagerProxy<'static>> {
     ObjectManagerProxy::builder(conn)
         .destination(bmcd_api::BUS_NAME)?
@@ -283,6 +323,15 @@ mod tests {
         json: false,
         stdin_is_terminal: false,
     };
+
+    #[test]
+    fn small_sort_is_stable() {
+        let mut v = [(3, 'a'), (1, 'b'), (3, 'c'), (2, 'd'), (1, 'e')];
+        sort_small(&mut v, |a, b| a.0 < b.0);
+        assert_eq!(v, [(1, 'b'), (1, 'e'), (2, 'd'), (3, 'a'), (3, 'c')]);
+        let mut e: [u8; 0] = [];
+        sort_small(&mut e, |a, b| a < b);
+    }
 
     #[test]
     fn properties_are_taken_typed_or_named_in_the_error() {

@@ -5,13 +5,19 @@
 //! | code | meaning |
 //! |-----:|---------|
 //! | 0 | success (also `--help`, `--version`) |
-//! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, cannot connect to the bus, a transition ended in the wrong state, the operator answered "no", the pager failed (exited non-zero or was killed, other than by SIGINT, SIGQUIT or SIGPIPE; said on stderr) |
+//! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, bmcd stopped while bmcctl waited for a task, cannot connect to the bus, the operator answered "no", the pager failed (exited non-zero or was killed, other than by SIGINT, SIGQUIT or SIGPIPE; said on stderr) |
 //! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, a password bmcd could never accept (longer than 512 bytes, not UTF-8, a NUL byte; refused without sending it), `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs` |
 //! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired` (also when no password may be asked for: no terminal, `--json` or `--no-ask-password` without `--password-stdin`), `AuthenticationFailed` (wrong password, after the last try), `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy) |
-//! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` |
+//! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` (e.g. `task show` of an unknown or expired task), a task removed while bmcctl waited for it |
 //! | 5 | busy: `org.bmcd.Error.Busy` (another transition is under way) |
-//! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout`, a power command's wait bound passed |
+//! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout` |
+//! | 7 | cancelled: the task bmcctl waited for ended `Cancelled` (`org.bmcd.Error.Cancelled`) |
+//! | 8 | interrupted: the task bmcctl waited for ended `Interrupted`, bmcd stopped or died while it ran (`org.bmcd.Error.Interrupted`) |
+//! | 130 | Ctrl-C (SIGINT) while waiting for a task: the waiting stopped, the task goes on (`wait::Waiting`) |
 //! | 128+n | killed by signal n at the password prompt, after the terminal was restored (`auth::PromptSignals`) |
+//!
+//! A task that ends `Failed` exits with the code of its `Error` name, as if
+//! the call had failed with it (e.g. `org.bmcd.Error.Timeout` exits 6).
 //!
 //! Every error is printed as one line on stderr,
 //! `bmcctl: error: <message> (<D-Bus error name>)`; with `--json` stdout also
@@ -35,6 +41,10 @@ pub enum Exit {
     NotFound = 4,
     Busy = 5,
     Timeout = 6,
+    Cancelled = 7,
+    Interrupted = 8,
+    /// Ctrl-C while waiting for a task (128 + SIGINT).
+    WaitStopped = 130,
 }
 
 impl Exit {
@@ -59,6 +69,9 @@ pub struct CliError {
     pub exit: Exit,
     /// Choices to list under the error line (openUBMC-style prompt).
     pub choices: Vec<Choice>,
+    /// Members merged into the `--json` error document beside `error`
+    /// (a failed task's properties).
+    pub json: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Names of the errors bmcctl raises itself.
@@ -68,7 +81,18 @@ pub mod names {
     pub const ABORTED: &str = "bmcctl.Error.Aborted";
     pub const CONNECT: &str = "bmcctl.Error.Connect";
     pub const TIMEOUT: &str = "bmcctl.Error.Timeout";
-    pub const UNEXPECTED_STATE: &str = "bmcctl.Error.UnexpectedState";
+    /// bmcd lost its bus name while bmcctl waited for a task.
+    pub const DAEMON_STOPPED: &str = "bmcctl.Error.DaemonStopped";
+    /// Ctrl-C while waiting: the waiting stopped, not the task.
+    pub const WAIT_STOPPED: &str = "bmcctl.Error.WaitStopped";
+    /// The task object went away while bmcctl waited for it.
+    pub const TASK_GONE: &str = "bmcctl.Error.TaskGone";
+    /// A task ended Failed without an error name.
+    pub const TASK_FAILED: &str = "bmcctl.Error.TaskFailed";
+    pub const CANCELLED: &str = "org.bmcd.Error.Cancelled";
+    pub const INTERRUPTED: &str = "org.bmcd.Error.Interrupted";
+    pub const NOT_ALLOWED: &str = "org.bmcd.Error.NotAllowed";
+    pub const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
     pub const PROTOCOL: &str = "bmcctl.Error.Protocol";
     /// A password refused locally (too long, not UTF-8, NUL); never sent.
     pub const PASSWORD: &str = "bmcctl.Error.Password";
@@ -87,6 +111,7 @@ impl CliError {
             message: message.into(),
             exit,
             choices: Vec::new(),
+            json: None,
         }
     }
 
@@ -131,6 +156,8 @@ pub fn exit_for_name(name: &str) -> Exit {
         | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => Exit::Denied,
         "org.bmcd.Error.NotFound" | "org.freedesktop.DBus.Error.UnknownObject" => Exit::NotFound,
         "org.bmcd.Error.Busy" => Exit::Busy,
+        "org.bmcd.Error.Cancelled" => Exit::Cancelled,
+        "org.bmcd.Error.Interrupted" => Exit::Interrupted,
         "org.bmcd.Error.Timeout"
         | "org.freedesktop.DBus.Error.Timeout"
         | "org.freedesktop.DBus.Error.TimedOut"
@@ -270,6 +297,8 @@ mod tests {
             ("org.bmcd.Error.Unavailable", 1),
             ("org.bmcd.Error.Timeout", 6),
             ("org.bmcd.Error.Internal", 1),
+            ("org.bmcd.Error.Cancelled", 7),
+            ("org.bmcd.Error.Interrupted", 8),
         ];
         assert_eq!(want.len(), bmcd_api::ERROR_NAMES.len());
         for (name, code) in want {

@@ -13,6 +13,7 @@ mod error;
 mod output;
 mod pager;
 mod time;
+mod wait;
 
 use std::ffi::OsString;
 use std::time::Duration;

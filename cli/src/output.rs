@@ -74,6 +74,8 @@ pub enum Value {
     Deadline(u64),
     /// Degrees Celsius; NaN = unreadable (`unreadable` and `null`).
     Celsius(f64),
+    /// A plain number; not finite = `null`.
+    Float(f64),
     List(Vec<Value>),
     Map(Vec<(String, Value)>),
 }
@@ -98,6 +100,7 @@ impl Value {
             Value::Deadline(ms) => time::iso8601_with_remaining(*ms, time::now_ms()),
             Value::Celsius(c) if c.is_finite() => format!("{c:.1} °C"),
             Value::Celsius(_) => "unreadable".to_owned(),
+            Value::Float(f) => short_float(*f),
             Value::List(l) if l.is_empty() => "-".to_owned(),
             Value::List(l) => l.iter().map(Value::console).collect::<Vec<_>>().join(", "),
             Value::Map(m) if m.is_empty() => "-".to_owned(),
@@ -119,10 +122,23 @@ impl Value {
             Value::Percent(p) => Json::Number(Number::from(*p)),
             Value::Time(0) | Value::Deadline(0) => Json::Null,
             Value::Time(ms) | Value::Deadline(ms) => Json::String(time::iso8601_utc(*ms)),
-            Value::Celsius(c) => Number::from_f64(*c).map_or(Json::Null, Json::Number),
+            Value::Celsius(c) | Value::Float(c) => {
+                Number::from_f64(*c).map_or(Json::Null, Json::Number)
+            }
             Value::List(l) => Json::Array(l.iter().map(Value::json).collect()),
             Value::Map(m) => Json::Object(m.iter().map(|(k, v)| (k.clone(), v.json())).collect()),
         }
+    }
+}
+
+/// Up to 6 decimals, without trailing zeros (`1.5`, `2`); fixed-precision
+/// formatting is already in the binary, shortest-repr formatting is not.
+fn short_float(f: f64) -> String {
+    let s = format!("{f:.6}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    } else {
+        s
     }
 }
 
@@ -176,6 +192,8 @@ pub struct Table {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Block {
     Notice(String),
+    /// A line of console data (shown with `--quiet` too), not in JSON.
+    Line(String),
     Record(Record),
     Table(Table),
 }
@@ -225,6 +243,17 @@ impl Output {
         self
     }
 
+    /// A line printed on the console even with `--quiet` (e.g. a task id
+    /// for scripts); JSON readers get the same in a `json_result`.
+    pub fn line(mut self, text: impl Into<String>) -> Self {
+        self.items.push(Item {
+            key: None,
+            block: Block::Line(text.into()),
+            role: Role::Data,
+        });
+        self
+    }
+
     pub fn notice(mut self, text: impl Into<String>) -> Self {
         self.items.push(Item {
             key: None,
@@ -253,11 +282,11 @@ pub fn render_console(out: &Output, quiet: bool) -> String {
         let text = match (&item.block, item.role) {
             (_, Role::JsonOnly) => continue,
             (Block::Notice(_), _) | (_, Role::Notice) if quiet => continue,
-            (Block::Notice(n), _) => format!("{n}\n"),
+            (Block::Notice(n), _) | (Block::Line(n), _) => format!("{n}\n"),
             (Block::Record(r), _) => render_record(r),
             (Block::Table(t), _) => render_table(t),
         };
-        let is_notice = matches!(item.block, Block::Notice(_));
+        let is_notice = matches!(item.block, Block::Notice(_) | Block::Line(_));
         // A blank line between blocks, not between consecutive notices.
         let consecutive_notices = is_notice && prev_was_notice;
         if !s.is_empty() && !consecutive_notices {
@@ -364,7 +393,7 @@ pub fn render_json(out: &Output) -> String {
     let items: Vec<&Item> = out
         .items
         .iter()
-        .filter(|i| i.role != Role::Notice && !matches!(i.block, Block::Notice(_)))
+        .filter(|i| i.role != Role::Notice && !matches!(i.block, Block::Notice(_) | Block::Line(_)))
         .collect();
     let doc = match items.as_slice() {
         [Item {
@@ -383,7 +412,7 @@ pub fn render_json(out: &Output) -> String {
                     (Block::Table(t), k) => {
                         obj.insert(k.unwrap_or("Items").to_owned(), table_json(t));
                     }
-                    (Block::Notice(_), _) => {}
+                    (Block::Notice(_) | Block::Line(_), _) => {}
                 }
             }
             Json::Object(obj)
@@ -416,7 +445,7 @@ pub fn render_error_json(e: &CliError) -> String {
             .collect();
         err.insert("choices".into(), Json::Array(choices));
     }
-    let mut doc = Map::new();
+    let mut doc = e.json.clone().unwrap_or_default();
     doc.insert("error".into(), Json::Object(err));
     let mut s =
         serde_json::to_string_pretty(&Json::Object(doc)).unwrap_or_else(|_| "{}".to_owned());
@@ -669,6 +698,9 @@ mod tests {
             "cpu0 50.0 °C"
         );
         assert_eq!(Value::Deadline(0).console(), "-");
+        assert_eq!(Value::Float(1.5).console(), "1.5");
+        assert_eq!(Value::Float(2.0).console(), "2");
+        assert_eq!(Value::Float(-0.25).console(), "-0.25");
     }
 
     #[test]

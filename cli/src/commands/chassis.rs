@@ -1,17 +1,15 @@
 //! `bmcctl chassis …`: status, power, identify LED, restore policy.
 
-use std::thread;
-use std::time::{Duration, Instant};
-
 use bmcd_api::zbus;
 use bmcd_api::{Options, PowerOffMode, PowerState, RestorePolicy, Transition};
 
 use super::Ctx;
 use crate::cli::{ChassisCmd, IdentifyAction, PolicyAction, PowerAction, PowerArgs};
 use crate::conn::{self, Client};
-use crate::error::{names, CliError, Exit};
-use crate::output::{FieldSpec, Output, Progress, Record, Value};
+use crate::error::CliError;
+use crate::output::{FieldSpec, Output, Record, Value};
 use crate::time;
+use crate::wait;
 
 pub const POWER_STATE: FieldSpec = FieldSpec::new("PowerState", "Power state");
 pub const PENDING: FieldSpec = FieldSpec::new("PendingTransition", "Pending transition");
@@ -21,17 +19,9 @@ pub const IDENTIFY_ACTIVE: FieldSpec = FieldSpec::new("IdentifyActive", "Identif
 pub const IDENTIFY_EXPIRES: FieldSpec = FieldSpec::new("IdentifyExpires", "Identify expires");
 pub const ACTION: FieldSpec = FieldSpec::new("Action", "Action");
 pub const WAITED: FieldSpec = FieldSpec::new("Waited", "Waited");
-
-/// Interval between two looks at the transition.
-const POLL: Duration = Duration::from_millis(250);
-/// Extra time on top of the daemon's own hardware timeouts.
-const MARGIN: Duration = Duration::from_secs(60);
-/// Graceful phase assumed when `--graceful-timeout` is not given (the daemon
-/// uses its configured default, 60 s as shipped; allow for longer ones).
-const ASSUMED_GRACEFUL_S: u64 = 300;
-/// How long a request may take to show up as a pending transition before a
-/// settled, wrong state counts as a failure.
-const SETTLE_GRACE: Duration = Duration::from_secs(2);
+/// The task of a `--no-wait` request (`Id` and `Path`, as in `task show`).
+pub const TASK_ID: FieldSpec = FieldSpec::new("Id", "Task");
+pub const TASK_PATH: FieldSpec = FieldSpec::new("Path", "Task path");
 
 pub fn run(cmd: ChassisCmd, ctx: &Ctx) -> Result<Output, CliError> {
     match cmd {
@@ -103,10 +93,6 @@ struct PowerPlan {
     name: &'static str,
     /// The line shown before "Continue? [y/N]"; `None` = no confirmation.
     consequence: Option<String>,
-    /// Progress label.
-    doing: &'static str,
-    target: PowerState,
-    bound: Duration,
 }
 
 fn plan(action: PowerAction) -> PowerPlan {
@@ -115,9 +101,6 @@ fn plan(action: PowerAction) -> PowerPlan {
             action: "power on the host",
             name: "On",
             consequence: None,
-            doing: "Powering on",
-            target: PowerState::On,
-            bound: MARGIN,
         },
         PowerAction::Off {
             force: true,
@@ -129,9 +112,6 @@ fn plan(action: PowerAction) -> PowerPlan {
                 "The host will be forced off now, without an OS shutdown; unsaved work is lost."
                     .to_owned(),
             ),
-            doing: "Powering off",
-            target: PowerState::Off,
-            bound: MARGIN,
         },
         PowerAction::Off {
             force: false,
@@ -141,19 +121,12 @@ fn plan(action: PowerAction) -> PowerPlan {
                 Some(s) if s > 0 => format!("after {s} s"),
                 _ => "after the configured timeout".to_owned(),
             };
-            let graceful = match graceful_timeout {
-                Some(s) if s > 0 => u64::from(s),
-                _ => ASSUMED_GRACEFUL_S,
-            };
             PowerPlan {
                 action: "power off the host",
                 name: "Off",
                 consequence: Some(format!(
                     "The host OS will be asked to shut down; power is forced off if it is still on {after}."
                 )),
-                doing: "Powering off",
-                target: PowerState::Off,
-                bound: Duration::from_secs(graceful) + MARGIN,
             }
         }
         PowerAction::Cycle => PowerPlan {
@@ -163,21 +136,17 @@ fn plan(action: PowerAction) -> PowerPlan {
                 "The host will be forced off, without an OS shutdown, then powered on again."
                     .to_owned(),
             ),
-            doing: "Power cycling",
-            target: PowerState::On,
-            bound: MARGIN + Duration::from_secs(30),
         },
         PowerAction::Reset => PowerPlan {
             action: "reset the host",
             name: "Reset",
             consequence: Some("The host will be reset at once, without an OS shutdown.".to_owned()),
-            doing: "Resetting",
-            target: PowerState::On,
-            bound: MARGIN,
         },
     }
 }
 
+/// Request the transition, then (unless `--no-wait`) wait for its task
+/// through signals (see [`crate::wait`]) and exit with its outcome.
 fn power(args: PowerArgs, ctx: &Ctx) -> Result<Output, CliError> {
     let action = args.action;
     let plan = plan(action);
@@ -185,7 +154,7 @@ fn power(args: PowerArgs, ctx: &Ctx) -> Result<Output, CliError> {
         ctx.confirm(plan.action, consequence)?;
     }
     let client = ctx.connect()?;
-    client.call(|c| {
+    let path = client.call(|c| {
         let p = conn::chassis(c)?;
         match action {
             PowerAction::On => p.power_on(Options::new()),
@@ -204,76 +173,45 @@ fn power(args: PowerArgs, ctx: &Ctx) -> Result<Output, CliError> {
             PowerAction::Reset => p.reset(Options::new()),
         }
     })?;
-    let result = Record::new().field(ACTION, Value::text(plan.name));
+    let path = path.as_str().to_owned();
+    let id = bmcd_api::task_id(&path).unwrap_or(0);
+    let action_field = Record::new().field(ACTION, Value::text(plan.name));
     if args.no_wait {
-        return Ok(Output::new()
-            .notice(format!("Request to {} accepted.", plan.action))
-            .json_result(result.field(WAITED, Value::Bool(false))));
+        let out = if ctx.quiet {
+            Output::new().line(id.to_string())
+        } else {
+            Output::new().notice(format!(
+                "Request to {} accepted as task {id}; `bmcctl task wait {id}` waits for it.",
+                plan.action
+            ))
+        };
+        return Ok(out.json_result(
+            action_field
+                .field(WAITED, Value::Bool(false))
+                .field(TASK_ID, Value::Int(i64::try_from(id).unwrap_or(i64::MAX)))
+                .field(TASK_PATH, Value::text(path)),
+        ));
     }
-    let state = wait_for(&client, &plan, ctx.quiet || ctx.json)?;
+    let t = wait::wait(&client, &path, wait::Style::for_ctx(ctx))?;
+    let t = wait::outcome(t).map_err(|mut e| {
+        if let Some(doc) = e.json.as_mut() {
+            doc.insert(ACTION.key.to_owned(), Value::text(plan.name).json());
+        }
+        e
+    })?;
+    let state: PowerState = client
+        .get_all(bmcd_api::CHASSIS_PATH, bmcd_api::CHASSIS_IFACE)?
+        .take("PowerState")?;
+    let mut doc = t.record();
+    doc.fields.extend(
+        action_field
+            .field(WAITED, Value::Bool(true))
+            .field(POWER_STATE, Value::text(state.as_str()))
+            .fields,
+    );
     Ok(Output::new()
         .notice(format!("Power is {}.", state.as_str()))
-        .json_result(
-            result
-                .field(WAITED, Value::Bool(true))
-                .field(POWER_STATE, Value::text(state.as_str()))
-                .field(PENDING, Value::text(Transition::None.as_str())),
-        ))
-}
-
-fn is_transitioning(s: PowerState) -> bool {
-    matches!(
-        s,
-        PowerState::TransitioningToOn | PowerState::TransitioningToOff
-    )
-}
-
-/// Poll until the transition has finished in the target state, it has
-/// finished in another state (exit 1), or the bound passes (exit 6).
-fn wait_for(client: &Client, plan: &PowerPlan, quiet: bool) -> Result<PowerState, CliError> {
-    let start = Instant::now();
-    let mut progress = Progress::new(quiet);
-    let mut seen_pending = false;
-    loop {
-        let (pending, state) = client.call(|c| {
-            let p = conn::chassis(c)?;
-            Ok((p.pending_transition()?, p.power_state()?))
-        })?;
-        let elapsed = start.elapsed();
-        if pending != Transition::None {
-            seen_pending = true;
-        } else if state == plan.target {
-            progress.finish();
-            return Ok(state);
-        } else if !is_transitioning(state) && (seen_pending || elapsed > SETTLE_GRACE) {
-            progress.finish();
-            return Err(CliError::new(
-                names::UNEXPECTED_STATE,
-                format!(
-                    "could not {}: power is {} after the transition",
-                    plan.action,
-                    state.as_str()
-                ),
-                Exit::Failure,
-            ));
-        }
-        if elapsed >= plan.bound {
-            progress.finish();
-            return Err(CliError::new(
-                names::TIMEOUT,
-                format!(
-                    "gave up waiting to {} after {} s (PowerState {}, PendingTransition {})",
-                    plan.action,
-                    plan.bound.as_secs(),
-                    state.as_str(),
-                    pending.as_str()
-                ),
-                Exit::Timeout,
-            ));
-        }
-        progress.update(&format!("{}... {}s", plan.doing, elapsed.as_secs()));
-        thread::sleep(POLL.min(plan.bound.saturating_sub(elapsed)));
-    }
+        .json_result(doc))
 }
 
 fn identify(action: IdentifyAction, ctx: &Ctx) -> Result<Output, CliError> {
@@ -385,17 +323,14 @@ mod tests {
     }
 
     #[test]
-    fn wait_bounds() {
-        assert_eq!(plan(PowerAction::On).bound, Duration::from_secs(60));
+    fn disruptive_actions_ask_first() {
         let off = |force, graceful_timeout| PowerAction::Off {
             force,
             graceful_timeout,
         };
-        assert_eq!(plan(off(true, None)).bound, Duration::from_secs(60));
-        assert_eq!(plan(off(false, Some(10))).bound, Duration::from_secs(70));
-        assert_eq!(plan(off(false, None)).bound, Duration::from_secs(360));
-        assert_eq!(plan(off(false, Some(0))).bound, Duration::from_secs(360));
         assert!(plan(PowerAction::On).consequence.is_none());
+        let c = plan(off(false, Some(10))).consequence.unwrap_or_default();
+        assert!(c.ends_with("after 10 s."), "{c}");
         for a in [off(false, None), PowerAction::Cycle, PowerAction::Reset] {
             assert!(plan(a).consequence.is_some());
         }

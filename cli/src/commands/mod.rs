@@ -4,6 +4,7 @@
 
 pub mod chassis;
 pub mod fan;
+pub mod task;
 pub mod whoami;
 
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx) -> Result<Output, CliError> {
     match cmd {
         Cmd::Chassis { cmd } => chassis::run(cmd, ctx),
         Cmd::Fan { cmd } => fan::run(cmd, ctx),
+        Cmd::Task { cmd } => task::run(cmd, ctx),
         Cmd::Whoami => whoami::run(ctx),
     }
 }
