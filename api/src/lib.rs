@@ -131,6 +131,30 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error called `name` (`org.bmcd.Error.<Variant>`) with `text`, or
+    /// `None` for any other name: how a client turns a name it was given
+    /// as a string (a task's `Error` property) into the enum to match.
+    pub fn from_name(name: &str, text: impl Into<String>) -> Option<Error> {
+        let variant = name.strip_prefix(ERROR_PREFIX)?.strip_prefix('.')?;
+        let t = text.into();
+        Some(match variant {
+            "InvalidArgument" => Error::InvalidArgument(t),
+            "NotFound" => Error::NotFound(t),
+            "PermissionDenied" => Error::PermissionDenied(t),
+            "AuthenticationRequired" => Error::AuthenticationRequired(t),
+            "AuthenticationFailed" => Error::AuthenticationFailed(t),
+            "LockedOut" => Error::LockedOut(t),
+            "Busy" => Error::Busy(t),
+            "NotAllowed" => Error::NotAllowed(t),
+            "Unavailable" => Error::Unavailable(t),
+            "Timeout" => Error::Timeout(t),
+            "Internal" => Error::Internal(t),
+            "Cancelled" => Error::Cancelled(t),
+            "Interrupted" => Error::Interrupted(t),
+            _ => return None,
+        })
+    }
+
     /// The human text of the error without its name.
     pub fn message(&self) -> String {
         match self {
@@ -437,6 +461,15 @@ mod tests {
             assert!(n.starts_with(ERROR_PREFIX));
         }
         assert_eq!(Error::NotAllowed("m".into()).message(), "m");
+        // Every name comes back as the variant that has it, and nothing else
+        // does.
+        for n in ERROR_NAMES {
+            let e = Error::from_name(n, "t").unwrap_or_else(|| panic!("{n}"));
+            assert_eq!(e.name().as_str(), *n);
+            assert_eq!(e.message(), "t");
+        }
+        assert!(Error::from_name("org.bmcd.Error.Nope", "").is_none());
+        assert!(Error::from_name("org.freedesktop.DBus.Error.Failed", "").is_none());
     }
 
     #[test]

@@ -133,7 +133,7 @@ impl Policy {
 }
 
 fn required(message: impl Into<String>) -> CliError {
-    CliError::new(names::AUTHENTICATION_REQUIRED, message, Exit::Denied)
+    CliError::daemon(bmcd_api::Error::AuthenticationRequired(message.into()))
 }
 
 /// The error when bmcd asks for a password and none may be asked for.
@@ -477,14 +477,19 @@ pub fn reauthenticate(
         drop(password);
         match result {
             Ok(()) => return Ok(()),
-            Err(e) if e.name == names::AUTHENTICATION_FAILED => {
+            Err(e)
+                if matches!(
+                    e.as_daemon(),
+                    Some(bmcd_api::Error::AuthenticationFailed(_))
+                ) =>
+            {
                 if more {
                     let _ = writeln!(say, "Authentication failed: wrong password ({})", e.message);
                     let _ = say.flush();
                 }
                 last = Some(e);
             }
-            Err(e) if e.name == names::LOCKED_OUT => {
+            Err(e) if matches!(e.as_daemon(), Some(bmcd_api::Error::LockedOut(_))) => {
                 let mut e = e;
                 e.message = format!("locked out: {}", e.message);
                 return Err(e);
@@ -495,7 +500,10 @@ pub fn reauthenticate(
     let Some(mut e) = last else {
         return Err(required("authentication required"));
     };
-    if e.name == names::AUTHENTICATION_FAILED {
+    if matches!(
+        e.as_daemon(),
+        Some(bmcd_api::Error::AuthenticationFailed(_))
+    ) {
         e.message = if tries > 1 {
             format!("wrong password, {tries} tries: {}", e.message)
         } else {
@@ -567,7 +575,10 @@ mod tests {
         assert!(e.message.contains("NUL"));
         let e = read(b"").unwrap_err();
         assert_eq!(e.exit, Exit::Denied);
-        assert_eq!(e.name, names::AUTHENTICATION_REQUIRED);
+        assert!(matches!(
+            e.as_daemon(),
+            Some(bmcd_api::Error::AuthenticationRequired(_))
+        ));
         assert!(e.message.contains("--password-stdin"), "{}", e.message);
     }
 
@@ -680,7 +691,7 @@ mod tests {
     }
 
     fn failed(msg: &str) -> CliError {
-        CliError::new(names::AUTHENTICATION_FAILED, msg, Exit::Denied)
+        CliError::daemon(bmcd_api::Error::AuthenticationFailed(msg.into()))
     }
 
     /// Run the loop against a fake daemon that accepts `good` and locks out
@@ -699,11 +710,9 @@ mod tests {
                 }
                 failures += 1;
                 if failures >= lock_after {
-                    Err(CliError::new(
-                        names::LOCKED_OUT,
-                        "uid 0 is locked out for 300 s",
-                        Exit::Denied,
-                    ))
+                    Err(CliError::daemon(bmcd_api::Error::LockedOut(
+                        "uid 0 is locked out for 300 s".into(),
+                    )))
                 } else {
                     Err(failed(
                         "authentication failed for root; 4 more failures will lock uid 0 out",
@@ -756,7 +765,10 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(s.asked, 3, "never more than three prompts");
         assert_eq!(e.exit, Exit::Denied);
-        assert_eq!(e.name, names::AUTHENTICATION_FAILED);
+        assert!(matches!(
+            e.as_daemon(),
+            Some(bmcd_api::Error::AuthenticationFailed(_))
+        ));
         assert_eq!(
             e.line(),
             "wrong password, 3 tries: authentication failed for root; 4 more failures \
@@ -799,7 +811,10 @@ mod tests {
         let mut s = Script::new(1, vec![Ok("")]);
         let e = run(&mut s, "secret", 99).0.unwrap_err();
         assert_eq!(e.exit, Exit::Denied);
-        assert_eq!(e.name, names::AUTHENTICATION_REQUIRED);
+        assert!(matches!(
+            e.as_daemon(),
+            Some(bmcd_api::Error::AuthenticationRequired(_))
+        ));
     }
 
     #[test]

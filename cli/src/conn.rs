@@ -132,7 +132,10 @@ impl Client {
             Ok(v) => Ok(v),
             Err(e) => {
                 let e = error::from_api(&e, &self.cx);
-                if e.name != names::AUTHENTICATION_REQUIRED {
+                if !matches!(
+                    e.as_daemon(),
+                    Some(bmcd_api::Error::AuthenticationRequired(_))
+                ) {
                     return Err(e);
                 }
                 self.reauthenticate()?;

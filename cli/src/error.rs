@@ -89,17 +89,10 @@ pub mod names {
     pub const TASK_GONE: &str = "bmcctl.Error.TaskGone";
     /// A task ended Failed without an error name.
     pub const TASK_FAILED: &str = "bmcctl.Error.TaskFailed";
-    pub const CANCELLED: &str = "org.bmcd.Error.Cancelled";
-    pub const INTERRUPTED: &str = "org.bmcd.Error.Interrupted";
-    pub const NOT_ALLOWED: &str = "org.bmcd.Error.NotAllowed";
     pub const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
     pub const PROTOCOL: &str = "bmcctl.Error.Protocol";
     /// A password refused locally (too long, not UTF-8, NUL); never sent.
     pub const PASSWORD: &str = "bmcctl.Error.Password";
-    pub const AUTHENTICATION_REQUIRED: &str = "org.bmcd.Error.AuthenticationRequired";
-    pub const AUTHENTICATION_FAILED: &str = "org.bmcd.Error.AuthenticationFailed";
-    pub const LOCKED_OUT: &str = "org.bmcd.Error.LockedOut";
-    pub const NOT_FOUND: &str = "org.bmcd.Error.NotFound";
     pub const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
     pub const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
 }
@@ -143,23 +136,51 @@ impl fmt::Display for CliError {
     }
 }
 
-/// The exit code for an error name returned by the daemon or the bus.
+impl CliError {
+    /// One of bmcd's errors, named and coded from the contract's enum.
+    pub fn daemon(e: bmcd_api::Error) -> CliError {
+        CliError::new(e.name().as_str(), e.message(), exit_for_error(&e))
+    }
+
+    /// This error as the contract's enum, if it is one of bmcd's: what
+    /// callers match on, never the name's spelling.
+    pub fn as_daemon(&self) -> Option<bmcd_api::Error> {
+        bmcd_api::Error::from_name(&self.name, self.message.clone())
+    }
+}
+
+/// The exit code of one of bmcd's errors (the enum of the contract, so a
+/// new variant is a compile error here until it has its code).
+pub fn exit_for_error(e: &bmcd_api::Error) -> Exit {
+    use bmcd_api::Error as E;
+    match e {
+        E::InvalidArgument(_) => Exit::Usage,
+        E::PermissionDenied(_)
+        | E::AuthenticationRequired(_)
+        | E::AuthenticationFailed(_)
+        | E::LockedOut(_) => Exit::Denied,
+        E::NotFound(_) => Exit::NotFound,
+        E::Busy(_) => Exit::Busy,
+        E::Timeout(_) => Exit::Timeout,
+        E::Cancelled(_) => Exit::Cancelled,
+        E::Interrupted(_) => Exit::Interrupted,
+        E::NotAllowed(_) | E::Unavailable(_) | E::Internal(_) | E::ZBus(_) => Exit::Failure,
+    }
+}
+
+/// The exit code for an error name returned by the daemon (through
+/// [`exit_for_error`]) or by the bus.
 pub fn exit_for_name(name: &str) -> Exit {
+    if let Some(e) = bmcd_api::Error::from_name(name, "") {
+        return exit_for_error(&e);
+    }
     match name {
-        "org.bmcd.Error.InvalidArgument" | "org.freedesktop.DBus.Error.InvalidArgs" => Exit::Usage,
-        "org.bmcd.Error.PermissionDenied"
-        | "org.bmcd.Error.AuthenticationRequired"
-        | "org.bmcd.Error.AuthenticationFailed"
-        | "org.bmcd.Error.LockedOut"
-        | "org.freedesktop.DBus.Error.AccessDenied"
+        "org.freedesktop.DBus.Error.InvalidArgs" => Exit::Usage,
+        "org.freedesktop.DBus.Error.AccessDenied"
         | "org.freedesktop.DBus.Error.AuthFailed"
         | "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired" => Exit::Denied,
-        "org.bmcd.Error.NotFound" | "org.freedesktop.DBus.Error.UnknownObject" => Exit::NotFound,
-        "org.bmcd.Error.Busy" => Exit::Busy,
-        "org.bmcd.Error.Cancelled" => Exit::Cancelled,
-        "org.bmcd.Error.Interrupted" => Exit::Interrupted,
-        "org.bmcd.Error.Timeout"
-        | "org.freedesktop.DBus.Error.Timeout"
+        "org.freedesktop.DBus.Error.UnknownObject" => Exit::NotFound,
+        "org.freedesktop.DBus.Error.Timeout"
         | "org.freedesktop.DBus.Error.TimedOut"
         | "org.freedesktop.DBus.Error.NoReply" => Exit::Timeout,
         _ => Exit::Failure,

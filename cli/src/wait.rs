@@ -211,22 +211,18 @@ pub fn outcome(t: TaskInfo) -> Result<TaskInfo, CliError> {
             let exit = exit_for_name(name);
             CliError::new(name, format!("{label} failed: {}", or_dash(text)), exit)
         }
-        Some(TaskState::Cancelled) => CliError::new(
-            names::CANCELLED,
-            match text.as_str() {
+        Some(TaskState::Cancelled) => {
+            CliError::daemon(bmcd_api::Error::Cancelled(match text.as_str() {
                 "" => format!("{label} was cancelled"),
                 m => format!("{label} was cancelled: {m}"),
-            },
-            Exit::Cancelled,
-        ),
-        Some(TaskState::Interrupted) => CliError::new(
-            names::INTERRUPTED,
-            match text.as_str() {
+            }))
+        }
+        Some(TaskState::Interrupted) => {
+            CliError::daemon(bmcd_api::Error::Interrupted(match text.as_str() {
                 "" => format!("{label} was interrupted"),
                 m => format!("{label} was interrupted: {m}"),
-            },
-            Exit::Interrupted,
-        ),
+            }))
+        }
         _ => return Ok(t),
     };
     e.json = Some(t.json());

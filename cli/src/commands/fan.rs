@@ -9,7 +9,7 @@ use zbus::zvariant::OwnedValue;
 use super::Ctx;
 use crate::cli::{FanCmd, ModeAction};
 use crate::conn::{self, Client};
-use crate::error::{names, CliError, Exit};
+use crate::error::CliError;
 use crate::output::{FieldSpec, Output, Record, Table, Value};
 use crate::time;
 
@@ -220,11 +220,9 @@ fn find<'a>(fans: &'a [Fan], name: &str) -> Result<&'a Fan, CliError> {
             } else {
                 format!("fans: {}", known.join(", "))
             };
-            CliError::new(
-                names::NOT_FOUND,
-                format!("no fan named '{name}' ({known})"),
-                Exit::NotFound,
-            )
+            CliError::daemon(bmcd_api::Error::NotFound(format!(
+                "no fan named '{name}' ({known})"
+            )))
         })
 }
 
@@ -332,7 +330,7 @@ mod tests {
             Some("/org/bmcd/fans/fan10")
         );
         let e = find(&fans, "fan9").err().unwrap();
-        assert_eq!(e.exit, Exit::NotFound);
+        assert_eq!(e.exit, crate::error::Exit::NotFound);
         assert_eq!(e.name, "org.bmcd.Error.NotFound");
         assert_eq!(e.message, "no fan named 'fan9' (fans: fan0, fan10)");
     }

@@ -387,19 +387,15 @@ fn cancel(path: &str, ctx: &Ctx) -> Result<Output, CliError> {
     });
     if let Err(e) = sent {
         let e = no_such_task(e, path);
-        if e.name != names::NOT_ALLOWED {
+        if !matches!(e.as_daemon(), Some(bmcd_api::Error::NotAllowed(_))) {
             return Err(e);
         }
         // Say why in our words when the task has already ended.
         return Err(match read_task(&client, path) {
-            Ok(t) if t.is_final() => CliError::new(
-                names::NOT_ALLOWED,
-                format!(
-                    "task {id} has already finished ({}); nothing to cancel",
-                    t.state
-                ),
-                Exit::Failure,
-            ),
+            Ok(t) if t.is_final() => CliError::daemon(bmcd_api::Error::NotAllowed(format!(
+                "task {id} has already finished ({}); nothing to cancel",
+                t.state
+            ))),
             _ => e,
         });
     }
