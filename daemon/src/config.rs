@@ -1412,9 +1412,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("bmcd-config-test-{}", std::process::id()));
         let _ = std::fs::create_dir_all(&dir);
         let fifo = dir.join("fifo");
-        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        // SAFETY: mkfifo(3) with a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        use nix::sys::stat::Mode;
+        nix::unistd::mkfifo(&fifo, Mode::S_IRUSR | Mode::S_IWUSR).unwrap();
         assert!(
             msg(&fifo).ends_with(": is not a regular file"),
             "{}",

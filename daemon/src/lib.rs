@@ -31,6 +31,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
 use tokio::signal::unix::{signal, SignalKind};
 use zbus::fdo::{RequestNameFlags, RequestNameReply};
 
@@ -96,19 +97,19 @@ pub fn release_fans(config: &Path) -> ExitCode {
 /// (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGSYS, SIGTRAP) and the
 /// real-time signals; after them the unit's `ExecStopPost=` hands the fans
 /// back, as after any crash.
-const STOP_SIGNALS: [(libc::c_int, &str); 12] = [
-    (libc::SIGTERM, "SIGTERM"),
-    (libc::SIGINT, "SIGINT"),
-    (libc::SIGQUIT, "SIGQUIT"),
-    (libc::SIGUSR1, "SIGUSR1"),
-    (libc::SIGUSR2, "SIGUSR2"),
-    (libc::SIGALRM, "SIGALRM"),
-    (libc::SIGVTALRM, "SIGVTALRM"),
-    (libc::SIGPROF, "SIGPROF"),
-    (libc::SIGXCPU, "SIGXCPU"),
-    (libc::SIGXFSZ, "SIGXFSZ"),
-    (libc::SIGIO, "SIGIO"),
-    (libc::SIGPWR, "SIGPWR"),
+const STOP_SIGNALS: [Signal; 12] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGALRM,
+    Signal::SIGVTALRM,
+    Signal::SIGPROF,
+    Signal::SIGXCPU,
+    Signal::SIGXFSZ,
+    Signal::SIGIO,
+    Signal::SIGPWR,
 ];
 
 /// Install the handlers: the receiver yields the name of the first stop
@@ -116,9 +117,10 @@ const STOP_SIGNALS: [(libc::c_int, &str); 12] = [
 /// SIGHUP is only logged.
 fn handle_signals() -> Result<tokio::sync::mpsc::Receiver<&'static str>, String> {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
-    for (num, name) in STOP_SIGNALS {
-        let mut sig =
-            signal(SignalKind::from_raw(num)).map_err(|e| format!("cannot handle {name}: {e}"))?;
+    for stop in STOP_SIGNALS {
+        let name = stop.as_str();
+        let mut sig = signal(SignalKind::from_raw(stop as i32))
+            .map_err(|e| format!("cannot handle {name}: {e}"))?;
         let tx = tx.clone();
         tokio::spawn(async move {
             if sig.recv().await.is_some() {

@@ -8,6 +8,10 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bmcd_api::zbus;
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::{json, Value};
 
 use crate::bus::TestBus;
@@ -252,13 +256,12 @@ impl Daemon {
         self.dir.path()
     }
 
-    fn signal(&self, sig: i32) {
-        let pid = self.pid();
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped
-        // yet (we hold the Child), so the pid cannot have been reused.
-        unsafe {
-            libc::kill(pid as libc::pid_t, sig);
-        }
+    fn signal(&self, sig: Signal) {
+        // Our own child's pid, not reaped yet (we hold the Child), so it
+        // cannot have been reused. An error (it has exited) is for the
+        // caller's wait to see.
+        let pid = Pid::from_raw(i32::try_from(self.pid()).expect("pid fits a pid_t"));
+        let _ = kill(pid, sig);
     }
 
     /// Wait until nobody owns `org.bmcd` (the bus has seen the exit).
@@ -288,7 +291,7 @@ impl Daemon {
 
     /// Send signal `sig` (e.g. `libc::SIGHUP`) to the running daemon.
     pub fn send_signal(&self, sig: i32) {
-        self.signal(sig);
+        self.signal(Signal::try_from(sig).unwrap_or_else(|e| panic!("signal {sig}: {e}")));
     }
 
     /// Wait up to `timeout` for the daemon to exit by itself and reap it;
@@ -302,9 +305,9 @@ impl Daemon {
     /// SIGTERM, wait for the exit and for the name to be released; returns
     /// the exit code (the daemon should exit 0).
     pub fn stop(&self) -> i32 {
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::SIGTERM);
         let code = self.reap(STOP_TIMEOUT).unwrap_or_else(|| {
-            self.signal(libc::SIGKILL);
+            self.signal(Signal::SIGKILL);
             let _ = self.reap(STOP_TIMEOUT);
             panic!(
                 "bmcd did not exit within {STOP_TIMEOUT:?} of SIGTERM; log:\n{}",
@@ -317,7 +320,7 @@ impl Daemon {
 
     /// SIGKILL (no chance to clean up), then wait for the name to go.
     pub fn kill9(&self) {
-        self.signal(libc::SIGKILL);
+        self.signal(Signal::SIGKILL);
         let _ = self.reap(STOP_TIMEOUT);
         self.wait_name_released();
     }
@@ -349,7 +352,7 @@ impl Drop for Daemon {
         if self.child().is_none() {
             return;
         }
-        self.signal(libc::SIGTERM);
+        self.signal(Signal::SIGTERM);
         if self.reap(STOP_TIMEOUT).is_none() {
             if let Some(c) = self.child().as_mut() {
                 let _ = c.kill();
@@ -377,7 +380,7 @@ impl Drop for Daemon {
 /// With starts serialized until the new process's directory holds its pid,
 /// no two processes can pick the same letter.
 struct PamWrapperStart {
-    _file: std::fs::File,
+    _file: Flock<std::fs::File>,
     _guard: MutexGuard<'static, ()>,
 }
 
@@ -393,19 +396,15 @@ impl PamWrapperStart {
             .append(true)
             .open(PAM_WRAPPER_LOCK)
             .unwrap_or_else(|e| panic!("cannot open {PAM_WRAPPER_LOCK}: {e}"));
-        use std::os::fd::AsRawFd;
-        loop {
-            // SAFETY: flock(2) on a descriptor we own; the lock is released
-            // when the file is closed (on drop).
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
-            if rc == 0 {
-                break;
+        // The lock is released when the file is closed (on drop).
+        let mut file = file;
+        let file = loop {
+            match Flock::lock(file, FlockArg::LockExclusive) {
+                Ok(locked) => break locked,
+                Err((f, Errno::EINTR)) => file = f,
+                Err((_, e)) => panic!("flock {PAM_WRAPPER_LOCK}: {e}"),
             }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                panic!("flock {PAM_WRAPPER_LOCK}: {e}");
-            }
-        }
+        };
         PamWrapperStart {
             _file: file,
             _guard: guard,

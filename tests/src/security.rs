@@ -26,15 +26,18 @@
 //! policy and for `GetConnectionCredentials`, so the group database is
 //! never consulted for them and needs no entry.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::ops::Deref;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
+use nix::sys::termios::{tcgetattr, LocalFlags};
 use serde_json::{json, Value};
 
 use crate::bus::{BusConfig, BusPolicy, TestBus};
@@ -133,8 +136,7 @@ pub fn gid_of(name: &str) -> u32 {
 
 /// The effective uid of the test process.
 pub fn euid() -> u32 {
-    // SAFETY: geteuid cannot fail and has no preconditions.
-    unsafe { libc::geteuid() }
+    nix::unistd::geteuid().as_raw()
 }
 
 /// Panic unless the tests run as root (they start callers of other uids
@@ -532,23 +534,14 @@ impl Pty {
         if !tty.starts_with("/dev/pts") {
             return None;
         }
-        let path = CString::new(tty.as_os_str().as_encoded_bytes()).ok()?;
-        // SAFETY: open/tcgetattr/close on a path we own a copy of; O_NOCTTY
-        // so the terminal never becomes ours; `t` is a plain C struct that
-        // tcgetattr fills; the descriptor is closed before returning.
-        unsafe {
-            let fd = libc::open(
-                path.as_ptr(),
-                libc::O_RDONLY | libc::O_NOCTTY | libc::O_NONBLOCK | libc::O_CLOEXEC,
-            );
-            if fd < 0 {
-                return None;
-            }
-            let mut t: libc::termios = std::mem::zeroed();
-            let rc = libc::tcgetattr(fd, &mut t);
-            libc::close(fd);
-            (rc == 0).then_some(t.c_lflag & libc::ECHO != 0)
-        }
+        // O_NOCTTY: the terminal never becomes ours; closed on return.
+        let file = std::fs::File::options()
+            .read(true)
+            .custom_flags((OFlag::O_NOCTTY | OFlag::O_NONBLOCK).bits())
+            .open(&tty)
+            .ok()?;
+        let t = tcgetattr(&file).ok()?;
+        Some(t.local_flags.contains(LocalFlags::ECHO))
     }
 
     /// Type `line` and Enter.

@@ -60,9 +60,11 @@ echo end-of-test";
     let tty = bash_on_tty(snippet, &[("BMCCTL_ADDRESS", env.address())]);
     tty.wait_for_password_prompt("root", 1, T);
     let pid = number_after(&tty.output(), "pid=");
-    // SAFETY: kill() sends a signal to the bmcctl we started (pid read
-    // from its own shell before it exec'd bmcctl).
-    assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill {pid}");
+    // The bmcctl we started (pid read from its own shell before it exec'd
+    // bmcctl).
+    let signal = nix::sys::signal::Signal::try_from(sig).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .unwrap_or_else(|e| panic!("kill {pid}: {e}"));
     tty.wait_for("end-of-test", 1, T);
     let (_, shown) = tty.wait(T);
     assert_eq!(number_after(&shown, "rc="), 128 + sig, "{shown}");

@@ -1,11 +1,13 @@
 //! Who a uid is: its role (from its groups) and its user name, through the
 //! system's user and group databases (NSS: `getpwuid_r`, `getgrnam_r`,
-//! `getgrouplist`).
+//! `getgrouplist`, through `nix`).
 //!
 //! The uid and groups themselves always come from the bus driver
 //! (`GetConnectionCredentials`), never from the caller.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
+
+use nix::unistd::{getgrouplist, Gid, Group, Uid, User};
 
 use super::policy::Role;
 
@@ -51,117 +53,32 @@ impl Groups {
     }
 }
 
-/// Upper bound for NSS buffers; entries larger than this are refused.
-const MAX_BUF: usize = 1 << 20;
-
-/// Call a `get*_r` function with a growing buffer until it fits.
-/// `f(buf, len)` returns the function's error number (0 = success) and
-/// whether an entry was found.
-fn with_buffer<T>(mut f: impl FnMut(&mut [libc::c_char]) -> (libc::c_int, Option<T>)) -> Option<T> {
-    let mut len = 1024;
-    loop {
-        let mut buf: Vec<libc::c_char> = vec![0; len];
-        match f(&mut buf) {
-            (0, found) => return found,
-            (libc::ERANGE, _) if len < MAX_BUF => len *= 4,
-            _ => return None,
-        }
-    }
-}
-
-/// The user name of `uid`, or `None` if it has no passwd entry.
+/// The user name of `uid`, or `None` if it has no passwd entry (or a name
+/// that is not UTF-8: it is handed to PAM, which must see the exact name).
 pub fn user_name(uid: u32) -> Option<String> {
-    with_buffer(|buf| {
-        // SAFETY: an all-zero passwd is a valid value of this plain C
-        // struct; getpwuid_r fills it and points its strings into `buf`,
-        // which outlives every use below; `result` is either null or
-        // points to `pw`.
-        unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut result);
-            if rc != 0 || result.is_null() || pw.pw_name.is_null() {
-                return (rc, None);
-            }
-            let name = CStr::from_ptr(pw.pw_name).to_str().ok().map(str::to_owned);
-            (0, name)
-        }
-    })
-}
-
-/// The primary gid of user `name`, or `None` if it has no passwd entry.
-fn primary_gid(name: &CStr) -> Option<u32> {
-    with_buffer(|buf| {
-        // SAFETY: as in `user_name`.
-        unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut result: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwnam_r(
-                name.as_ptr(),
-                &mut pw,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            );
-            if rc != 0 || result.is_null() {
-                return (rc, None);
-            }
-            (0, Some(pw.pw_gid))
-        }
-    })
+    let user = User::from_uid(Uid::from_raw(uid)).ok()??;
+    // nix converts lossily; a replaced byte would name someone else.
+    (!user.name.contains(char::REPLACEMENT_CHARACTER)).then_some(user.name)
 }
 
 /// The gid of group `name`, or `None` if there is no such group.
 pub fn group_id(name: &str) -> Option<u32> {
-    let cname = CString::new(name).ok()?;
-    with_buffer(|buf| {
-        // SAFETY: an all-zero group is a valid value of this plain C struct;
-        // getgrnam_r fills it with pointers into `buf`; `result` is either
-        // null or points to `gr`.
-        unsafe {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut result: *mut libc::group = std::ptr::null_mut();
-            let rc = libc::getgrnam_r(
-                cname.as_ptr(),
-                &mut gr,
-                buf.as_mut_ptr(),
-                buf.len(),
-                &mut result,
-            );
-            if rc != 0 || result.is_null() {
-                return (rc, None);
-            }
-            (0, Some(gr.gr_gid))
-        }
-    })
+    Some(Group::from_name(name).ok()??.gid.as_raw())
 }
 
 /// The groups of `uid` according to the group database (primary group
 /// included). Only a fallback for buses that do not report `UnixGroupIDs`:
 /// the process's own groups, which the bus reports, are what counts.
 pub fn database_groups(uid: u32) -> Vec<u32> {
-    let Some(name) = user_name(uid).and_then(|n| CString::new(n).ok()) else {
+    let Some(user) = User::from_uid(Uid::from_raw(uid)).ok().flatten() else {
         return Vec::new();
     };
-    let Some(gid) = primary_gid(&name) else {
+    let Ok(name) = CString::new(user.name) else {
         return Vec::new();
     };
-    let mut n: libc::c_int = 64;
-    loop {
-        let cap = usize::try_from(n).unwrap_or(0);
-        let mut groups: Vec<libc::gid_t> = vec![0; cap];
-        let mut count = n;
-        // SAFETY: `groups` has room for `count` entries; getgrouplist writes
-        // at most that many and stores the number it needs in `count`.
-        let rc = unsafe { libc::getgrouplist(name.as_ptr(), gid, groups.as_mut_ptr(), &mut count) };
-        if rc >= 0 {
-            groups.truncate(usize::try_from(count).unwrap_or(0));
-            return groups;
-        }
-        if count <= n || count > 65_536 {
-            return vec![gid];
-        }
-        n = count;
+    match getgrouplist(&name, user.gid) {
+        Ok(groups) => groups.into_iter().map(Gid::as_raw).collect(),
+        Err(_) => vec![user.gid.as_raw()],
     }
 }
 
