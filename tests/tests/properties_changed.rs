@@ -414,6 +414,7 @@ fn check_published(
         }
         changes.drain();
     }
+    let deadline = Instant::now() + SIGNAL_TIMEOUT;
     loop {
         let fresh = get(conn, path, iface, prop);
         changes.drain();
@@ -537,11 +538,9 @@ fn run(env: &Env, changes: &mut Changes, action: Action) -> Option<String> {
                 .power_off(PowerOffMode::Graceful, 60, no_options())
                 .unwrap()
                 .to_string();
-            // As a client would: cancel once told it may. (Cancelling as
-            // soon as `Get` says so is too early for the signal: task
-            // objects publish at most every 100 ms, coalescing what changed
-            // in between, so a Cancellable true → false within that window
-            // is never announced.)
+            // As a client would: cancel once the signal said it may. (A
+            // `Get` can see the value before the publisher has read it, and
+            // a value replaced before it is read is coalesced away.)
             wait_signal(changes, &t, "Cancellable", &Value::from(true));
             task(env, &t).cancel(no_options()).unwrap();
             wait_task(env, &t, "Cancelled");
@@ -583,9 +582,12 @@ fn target(iface: &str, task: Option<&str>) -> String {
 }
 
 /// The test configuration with inlet critical at 50 °C and a failsafe
-/// level below 100, so the thermal guard changes `FailsafeLevel`.
+/// level below 100, so the thermal guard changes `FailsafeLevel`, and a
+/// power-on that takes a second, so a task's values change well after its
+/// object appeared (its first values are read then, not announced).
 fn sim_env() -> Env {
     Env::with(|v| {
+        v["platform"]["power_on_delay_ms"] = json!(1000);
         v["cooling"]["failsafe_level"] = json!(80);
         for c in v["cooling"]["curves"].as_array_mut().unwrap() {
             if c["sensor"] == "inlet" {
@@ -655,7 +657,7 @@ fn task_result(env: &Env, path: &str) -> BTreeMap<String, String> {
 /// after its timeout, a cycle).
 #[test]
 fn task_progress_never_goes_down() {
-    let env = Env::new();
+    let env = sim_env();
     let mut changes = Changes::subscribe(env.conn());
     let ch = env.chassis();
     env.sim().set_host_responsive(false, no_options()).unwrap();
