@@ -25,7 +25,8 @@ impl FanIface {
 
 #[interface(name = "org.bmcd.Fan1")]
 impl FanIface {
-    #[zbus(property)]
+    /// The configured name: fixed for the life of the object.
+    #[zbus(property(emits_changed_signal = "const"))]
     fn name(&self) -> String {
         self.name.clone()
     }

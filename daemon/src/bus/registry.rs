@@ -20,9 +20,12 @@
 //!   lost: a client that reads `GetAll` and then listens misses nothing;
 //! - values are compared by their D-Bus encoding, so a NaN reading is equal
 //!   to itself and does not re-announce itself every period;
-//! - `min_interval` bounds the signal rate of one object (task progress):
-//!   changes in between are coalesced, never dropped; the last value is
-//!   always published.
+//! - `min_interval` bounds the signal rate of the throttled properties of
+//!   one object (task progress and its heartbeat): their changes in between
+//!   are coalesced, never dropped; the last value is always published. A
+//!   change of any other property is published at once (with the throttled
+//!   values pending), so a short-lived value such as a task's
+//!   `Cancellable` is not swallowed by the rate limit.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -31,6 +34,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 use zbus::fdo::Properties;
 use zbus::object_server::{Interface, InterfaceRef, SignalEmitter};
 use zbus::zvariant::{serialized::Context, OwnedValue, Value, LE};
@@ -86,8 +90,48 @@ impl Registry {
         &self,
         path: &str,
         iface: I,
-        mut state: watch::Receiver<S>,
+        state: watch::Receiver<S>,
         min_interval: Duration,
+    ) -> zbus::Result<()>
+    where
+        I: Interface,
+        S: Send + Sync + 'static,
+    {
+        let throttle = Throttle {
+            min_interval,
+            props: None,
+        };
+        self.add_throttled(path, iface, state, throttle).await
+    }
+
+    /// [`Registry::add`], with only the properties named in `props`
+    /// limited to one signal per `min_interval`; a change of any other
+    /// property is published at once.
+    pub async fn add_throttling<I, S>(
+        &self,
+        path: &str,
+        iface: I,
+        state: watch::Receiver<S>,
+        min_interval: Duration,
+        props: &'static [&'static str],
+    ) -> zbus::Result<()>
+    where
+        I: Interface,
+        S: Send + Sync + 'static,
+    {
+        let throttle = Throttle {
+            min_interval,
+            props: Some(props),
+        };
+        self.add_throttled(path, iface, state, throttle).await
+    }
+
+    async fn add_throttled<I, S>(
+        &self,
+        path: &str,
+        iface: I,
+        mut state: watch::Receiver<S>,
+        throttle: Throttle,
     ) -> zbus::Result<()>
     where
         I: Interface,
@@ -105,7 +149,7 @@ impl Registry {
         let first = read_all(&iface, server, &self.conn, &emitter).await;
         server.at(path, iface).await?;
         let iref = server.interface::<_, Std<I>>(path).await?;
-        let task = tokio::spawn(publish(self.conn.clone(), iref, state, first, min_interval));
+        let task = tokio::spawn(publish(self.conn.clone(), iref, state, first, throttle));
         self.publishers().insert(key, task.abort_handle());
         Ok(())
     }
@@ -160,15 +204,50 @@ fn changed<'a>(prev: &Values, cur: &'a Values) -> HashMap<&'a str, Value<'a>> {
         .collect()
 }
 
+/// Which properties of an object are rate-limited, and to what.
+#[derive(Debug, Clone, Copy)]
+struct Throttle {
+    /// At most one signal with only throttled changes per this interval.
+    min_interval: Duration,
+    /// The throttled properties; `None`: all of them.
+    props: Option<&'static [&'static str]>,
+}
+
+impl Throttle {
+    /// Whether a change of exactly `names` may wait for the interval.
+    fn may_wait<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> bool {
+        !self.min_interval.is_zero()
+            && match self.props {
+                None => true,
+                Some(props) => names.all(|n| props.contains(&n)),
+            }
+    }
+}
+
 async fn publish<I: Interface, S>(
     conn: Connection,
     iref: InterfaceRef<Std<I>>,
     mut state: watch::Receiver<S>,
     mut prev: Values,
-    min_interval: Duration,
+    throttle: Throttle,
 ) {
     let server = conn.object_server();
-    while state.changed().await.is_ok() {
+    let mut last_sent: Option<Instant> = None;
+    // A throttled change is waiting for the end of the interval.
+    let mut pending = false;
+    loop {
+        let gone = match (pending, last_sent) {
+            (true, Some(sent)) => {
+                tokio::select! {
+                    r = state.changed() => r.is_err(),
+                    () = tokio::time::sleep_until(sent + throttle.min_interval) => false,
+                }
+            }
+            _ => state.changed().await.is_err(),
+        };
+        if gone && !pending {
+            return;
+        }
         state.borrow_and_update();
         let emitter = iref.signal_emitter();
         let cur = {
@@ -176,16 +255,23 @@ async fn publish<I: Interface, S>(
             read_all(&iface, server, &conn, emitter).await
         };
         let diff = changed(&prev, &cur);
+        let due = last_sent.is_none_or(|t| t.elapsed() >= throttle.min_interval);
+        if !diff.is_empty() && !gone && !due && throttle.may_wait(diff.keys().copied()) {
+            pending = true;
+            continue;
+        }
         if !diff.is_empty() {
             if let Err(e) =
                 Properties::properties_changed(emitter, I::name(), diff, Cow::Borrowed(&[])).await
             {
                 log::warn!("{}: PropertiesChanged: {e}", I::name());
             }
+            last_sent = Some(Instant::now());
         }
         prev = cur;
-        if !min_interval.is_zero() {
-            tokio::time::sleep(min_interval).await;
+        pending = false;
+        if gone {
+            return;
         }
     }
 }
@@ -210,6 +296,23 @@ mod tests {
         assert!(changed(&cur, &cur).is_empty());
         // A property seen for the first time is published.
         assert_eq!(changed(&Values::new(), &cur).len(), 2);
+    }
+
+    #[test]
+    fn only_the_named_properties_may_wait() {
+        let t = Throttle {
+            min_interval: Duration::from_millis(100),
+            props: Some(&["Progress", "LastProgressTime"]),
+        };
+        assert!(t.may_wait(["Progress", "LastProgressTime"].into_iter()));
+        assert!(!t.may_wait(["Progress", "Cancellable"].into_iter()));
+        let all = Throttle { props: None, ..t };
+        assert!(all.may_wait(["Cancellable"].into_iter()));
+        let none = Throttle {
+            min_interval: Duration::ZERO,
+            ..all
+        };
+        assert!(!none.may_wait(["Progress"].into_iter()));
     }
 
     #[test]

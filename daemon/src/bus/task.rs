@@ -19,8 +19,11 @@ use super::Registry;
 use crate::auth::Role;
 use crate::tasks::{ResultValue, TaskError, TaskEvent, TaskSnapshot, Tasks};
 
-/// At most this often does one task emit `PropertiesChanged`.
+/// At most this often does one task emit `PropertiesChanged` for progress
+/// alone; a change of any other property is published at once.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// The properties limited to one signal per [`MIN_INTERVAL`].
+const THROTTLED: &[&str] = &["Progress", "LastProgressTime"];
 
 impl From<TaskError> for Error {
     fn from(e: TaskError) -> Error {
@@ -162,7 +165,7 @@ impl TaskObjects {
             state: state.clone(),
         };
         self.reg
-            .add(&task_path(id), iface, state, MIN_INTERVAL)
+            .add_throttling(&task_path(id), iface, state, MIN_INTERVAL, THROTTLED)
             .await
     }
 
