@@ -47,16 +47,22 @@ pub fn taller_than_terminal(text: &str) -> bool {
 }
 
 fn terminal_rows() -> Option<u16> {
-    // SAFETY: TIOCGWINSZ fills a plain `winsize` struct we own; a failing
-    // ioctl leaves it untouched and returns -1.
+    window_size(libc::STDOUT_FILENO).map(|(rows, _)| rows)
+}
+
+/// Rows and columns of the terminal on `fd`, if it is one and knows its
+/// size (both non-zero).
+pub fn window_size(fd: libc::c_int) -> Option<(u16, u16)> {
     let mut ws = libc::winsize {
         ws_row: 0,
         ws_col: 0,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_row > 0).then_some(ws.ws_row)
+    // SAFETY: TIOCGWINSZ fills a plain `winsize` struct we own; a failing
+    // ioctl leaves it untouched and returns -1.
+    let r = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
 /// How paging went.

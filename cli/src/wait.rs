@@ -18,7 +18,9 @@
 //! otherwise one line per phase change, nothing with `--json` or `--quiet`.
 
 use std::collections::HashMap;
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, IsTerminal, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::{self, Sender};
 
@@ -386,81 +388,57 @@ fn fit(line: &str, cols: Option<u16>) -> String {
 }
 
 fn stderr_columns() -> Option<u16> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ fills a plain `winsize` struct we own; a failing
-    // ioctl leaves it untouched and returns -1.
-    let r = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_col > 0).then_some(ws.ws_col)
+    crate::pager::window_size(libc::STDERR_FILENO).map(|(_, cols)| cols)
 }
 
-/// Write end of the pipe the SIGINT handler writes to; -1 when none.
+/// Write end of the socket pair the SIGINT handler writes to; -1 when none.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// While waiting, SIGINT (Ctrl-C) becomes an [`Event::Interrupt`]: the
-/// handler writes one byte to a pipe (async-signal-safe), a thread reads it
-/// and sends the event. A SIGINT ignored at start stays ignored. Dropping
-/// the guard puts the previous action back.
+/// handler writes one byte to a socket pair (async-signal-safe), a thread
+/// reads it and sends the event. A SIGINT ignored at start stays ignored.
+/// Dropping the guard puts the previous action back and closes the pair
+/// (the thread then reads EOF and ends).
 struct Sigint {
     previous: Option<libc::sigaction>,
-    write_fd: libc::c_int,
+    wake: Option<UnixStream>,
 }
 
 impl Sigint {
     fn install(tx: Sender<Event>) -> Sigint {
         let mut guard = Sigint {
             previous: None,
-            write_fd: -1,
+            wake: None,
         };
-        let mut fds = [-1 as libc::c_int; 2];
-        // SAFETY: plain C calls on integers and structs we own; the handler
-        // only loads an atomic and calls write(2) (see `on_sigint`).
-        unsafe {
-            let mut old: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) != 0
-                || old.sa_sigaction == libc::SIG_IGN
-            {
-                return guard;
-            }
-            if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
-                return guard;
-            }
+        if sigint_ignored() {
+            return guard;
         }
-        let read_fd = fds[0];
+        let Ok((wake, mut woken)) = UnixStream::pair() else {
+            return guard;
+        };
         let spawned = std::thread::Builder::new()
             .name("bmcctl-sigint".into())
             .spawn(move || {
                 let mut b = [0u8; 1];
                 loop {
-                    // SAFETY: reads one byte into a buffer we own.
-                    let n = unsafe { libc::read(read_fd, b.as_mut_ptr().cast(), 1) };
-                    if n == 1 {
-                        let _ = tx.send(Event::Interrupt);
-                        break;
+                    match woken.read(&mut b) {
+                        Ok(1) => {
+                            let _ = tx.send(Event::Interrupt);
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        _ => break, // EOF: the guard was dropped
                     }
-                    if n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                        continue;
-                    }
-                    break; // EOF: the guard was dropped
                 }
-                // SAFETY: this thread owns the read end.
-                unsafe { libc::close(read_fd) };
             });
         if spawned.is_err() {
-            // SAFETY: both ends are ours and unused.
-            unsafe {
-                libc::close(fds[0]);
-                libc::close(fds[1]);
-            }
             return guard;
         }
-        guard.write_fd = fds[1];
-        WAKE_FD.store(fds[1], Ordering::SeqCst);
-        // SAFETY: as above; the previous action is kept to be put back.
+        WAKE_FD.store(wake.as_raw_fd(), Ordering::SeqCst);
+        guard.wake = Some(wake);
+        // SAFETY: sigaction with structs we own; the handler only loads an
+        // atomic and calls write(2) (see `on_sigint`); the previous action
+        // is kept to be put back.
         unsafe {
             let mut new: libc::sigaction = std::mem::zeroed();
             new.sa_sigaction = on_sigint as extern "C" fn(libc::c_int) as usize;
@@ -475,6 +453,17 @@ impl Sigint {
     }
 }
 
+/// Whether SIGINT is ignored (e.g. a background job of a shell): then it
+/// stays ignored.
+fn sigint_ignored() -> bool {
+    // SAFETY: queries the current action into a struct we own.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(libc::SIGINT, std::ptr::null(), &mut old) != 0
+            || old.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 impl Drop for Sigint {
     fn drop(&mut self) {
         if let Some(old) = self.previous.take() {
@@ -483,12 +472,9 @@ impl Drop for Sigint {
                 libc::sigaction(libc::SIGINT, &old, std::ptr::null_mut());
             }
         }
+        // The handler no longer writes; then the socket may close.
         WAKE_FD.store(-1, Ordering::SeqCst);
-        if self.write_fd >= 0 {
-            // SAFETY: the write end is ours; the handler no longer sees it.
-            unsafe { libc::close(self.write_fd) };
-            self.write_fd = -1;
-        }
+        self.wake = None;
     }
 }
 

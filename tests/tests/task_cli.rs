@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use bmcd_tests::bmcd_api::{PowerState, TaskProxyBlocking};
 use bmcd_tests::zbus::proxy::CacheProperties;
 use bmcd_tests::{bmcctl_bin, no_options, wait_until, Env};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 
 /// Bound on what should take well under a second; far below the 30 s
 /// graceful timeout the slow tests use, so "at once" is told from "after
@@ -86,10 +88,10 @@ impl Bg {
         });
     }
 
-    fn signal(&self, sig: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
-        // SAFETY: kill() on the pid of our own, not yet reaped, child.
-        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    fn signal(&self, sig: Signal) {
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        // Our own child, not yet reaped: the pid is still its.
+        kill(Pid::from_raw(pid), sig).expect("kill");
     }
 
     /// Wait for the exit (at most `within`); the status and the time taken.
@@ -317,7 +319,7 @@ fn ctrl_c_stops_the_waiting_not_the_task_and_bmcd_dying_ends_it() {
     );
     b.wait_stderr("Graceful");
     let id = task_number(&b.stderr());
-    b.signal(libc::SIGINT);
+    b.signal(Signal::SIGINT);
     let (st, took) = b.exit(PROMPT);
     assert_eq!(st.code(), Some(130), "{}", b.stderr());
     assert!(took < PROMPT);
