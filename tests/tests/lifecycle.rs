@@ -4,117 +4,20 @@
 //! handed back, exit non-zero), and after a crash `bmcd --release-fans`
 //! (the unit's `ExecStopPost=`) hands the fans back.
 //!
-//! The fans are hwmon fans in a fake sysfs tree made here (as in
-//! `hwmon.rs`), so what the daemon leaves behind can be read from files.
+//! The fans are hwmon fans in a fake sysfs tree ([`FakeHwmon`], as in
+//! `hwmon.rs`: four channels that start under automatic control at full
+//! duty, and a tmp75 at 23.5 °C, for which the curve asks 20 %), so what
+//! the daemon leaves behind can be read from files.
 
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use bmcd_tests::serde_json::{json, Value};
-use bmcd_tests::{bmcd_bin, run, secs, wait_until, wait_value, Env, TempDir};
+use bmcd_tests::{bmcd_bin, duty, run, secs, wait_until, wait_value, Env, FakeHwmon, TempDir};
 
-const PWM_DEV: &str = "platform/ahb/1e610000.pwm-tach-controller";
-const I2C_DEV: &str = "platform/ahb/1e78a000.bus/1e78a100.i2c-bus/i2c-3/3-0048";
 const FANS: u32 = 4;
 
-/// A fake `/sys`: a tmp75 (hwmon0) and a 4-channel PWM/tach controller
-/// (hwmon1) whose channels start under automatic control at full duty.
-struct Sysfs {
-    tmp: TempDir,
-}
-
-impl Sysfs {
-    fn new() -> Sysfs {
-        let s = Sysfs {
-            tmp: TempDir::new("sysfs"),
-        };
-        let mut fan_files = vec![];
-        for n in 1..=FANS {
-            fan_files.push((format!("fan{n}_input"), format!("{}\n", 5000 + n * 10)));
-            fan_files.push((format!("pwm{n}"), "255\n".to_owned()));
-            fan_files.push((format!("pwm{n}_enable"), "2\n".to_owned()));
-        }
-        s.add(
-            0,
-            I2C_DEV,
-            "tmp75",
-            &[("temp1_input".into(), "23500\n".into())],
-        );
-        s.add(1, PWM_DEV, "aspeed_g6_pwm_tach", &fan_files);
-        s
-    }
-
-    fn root(&self) -> PathBuf {
-        self.tmp.join("class/hwmon")
-    }
-
-    fn add(&self, n: u32, dev: &str, name: &str, files: &[(String, String)]) {
-        let devdir = self.tmp.join("devices").join(dev);
-        let dir = devdir.join(format!("hwmon/hwmon{n}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        symlink(&devdir, dir.join("device")).unwrap();
-        std::fs::write(dir.join("name"), format!("{name}\n")).unwrap();
-        for (f, v) in files {
-            std::fs::write(dir.join(f), v).unwrap();
-        }
-        std::fs::create_dir_all(self.root()).unwrap();
-        symlink(&dir, self.root().join(format!("hwmon{n}"))).unwrap();
-    }
-
-    fn read(&self, file: &str) -> String {
-        std::fs::read_to_string(self.root().join("hwmon1").join(file))
-            .unwrap_or_default()
-            .trim()
-            .to_owned()
-    }
-
-    /// `(pwmN, pwmN_enable)` of every channel.
-    fn channels(&self) -> Vec<(String, String)> {
-        (1..=FANS)
-            .map(|n| {
-                (
-                    self.read(&format!("pwm{n}")),
-                    self.read(&format!("pwm{n}_enable")),
-                )
-            })
-            .collect()
-    }
-}
-
-/// A hardware platform on the fake tree, with the simulator's power
-/// sequencing; 23.5 °C asks for the curve's minimum, 20 %.
-fn hardware_config(root: &Path) -> Value {
-    let fans: Vec<Value> = (1..=FANS)
-        .map(|n| {
-            json!({ "name": format!("fan{}", n - 1), "hwmon": "aspeed_g6_pwm_tach",
-                    "device": "1e610000.pwm-tach-controller", "tach": n, "pwm": n })
-        })
-        .collect();
-    json!({
-        "platform": {
-            "type": "hardware",
-            "power": { "type": "sim", "power_on_delay_ms": 300, "host_shutdown_ms": 500,
-                       "force_off_hold_ms": 800 },
-            "hwmon_root": root,
-            "fans": fans,
-            "sensors": [ { "name": "inlet", "hwmon": "tmp75", "device": "3-0048", "input": 1 } ]
-        },
-        "cooling": {
-            "interval_ms": 200,
-            "min_level": 20,
-            "failsafe_level": 100,
-            "curves": [ { "sensor": "inlet", "points": [[25.0, 20], [35.0, 50], [45.0, 100]] } ]
-        },
-        "auth": { "reauthenticate": false }
-    })
-}
-
-/// 20 % as the duty (0–255) the daemon writes.
-const DRIVEN_DUTY: &str = "51";
-
+/// Every channel under software control at 20 % (duty 51).
 fn driven() -> Vec<(String, String)> {
-    vec![(DRIVEN_DUTY.to_owned(), "1".to_owned()); FANS as usize]
+    vec![(duty(20), "1".to_owned()); FANS as usize]
 }
 
 fn released() -> Vec<(String, String)> {
@@ -122,7 +25,7 @@ fn released() -> Vec<(String, String)> {
 }
 
 /// Wait until the daemon has every channel under software control at 20 %.
-fn wait_driven(sys: &Sysfs) {
+fn wait_driven(sys: &FakeHwmon) {
     wait_value(
         "every channel driven by bmcd (pwm 51, enable 1)",
         secs(15.0),
@@ -132,9 +35,9 @@ fn wait_driven(sys: &Sysfs) {
 }
 
 /// A daemon on the fake tree, driving the fans.
-fn start() -> (Sysfs, Env) {
-    let sys = Sysfs::new();
-    let env = Env::with_config(hardware_config(&sys.root()));
+fn start() -> (FakeHwmon, Env) {
+    let sys = FakeHwmon::new(FANS);
+    let env = Env::with_config(sys.config());
     wait_driven(&sys);
     (sys, env)
 }
@@ -151,7 +54,7 @@ fn wait_exit(env: &Env, what: &str) -> i32 {
 
 /// `sig` stops the daemon the clean way: exit 0, the stop logged with the
 /// signal's name, every channel handed back (full duty, automatic).
-fn stops_cleanly(env: &Env, sys: &Sysfs, sig: i32, name: &str) {
+fn stops_cleanly(env: &Env, sys: &FakeHwmon, sig: i32, name: &str) {
     env.daemon.send_signal(sig);
     let code = wait_exit(env, name);
     let log = env.daemon.log();

@@ -16,19 +16,17 @@
 //! checked on a daemon driving a fake hwmon tree, whose fan disappears.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use bmcd_tests::bmcd_api::{self as api, PowerOffMode, PowerState, RestorePolicy};
-use bmcd_tests::serde_json::{json, Value as Json};
+use bmcd_tests::serde_json::json;
 use bmcd_tests::zbus::blocking::fdo::{IntrospectableProxy, PropertiesProxy};
 use bmcd_tests::zbus::blocking::{Connection, MessageIterator};
 use bmcd_tests::zbus::names::InterfaceName;
 use bmcd_tests::zbus::zvariant::{self, serialized::Context, OwnedValue, Value, LE};
 use bmcd_tests::zbus::MatchRule;
-use bmcd_tests::{no_options, secs, wait_value, xml, Env, TempDir};
+use bmcd_tests::{no_options, secs, wait_value, xml, Env, FakeHwmon};
 
 const EMITS: &str = "org.freedesktop.DBus.Property.EmitsChangedSignal";
 /// Bound on the wait for one property's signal after its action.
@@ -698,73 +696,10 @@ fn task_progress_never_goes_down() {
 // ---------------------------------------------------------------------------
 // Fan1.Present, on a fake hwmon tree
 
-const PWM_DEV: &str = "platform/ahb/1e610000.pwm-tach-controller";
-const I2C_DEV: &str = "platform/ahb/1e78a000.bus/1e78a100.i2c-bus/i2c-3/3-0048";
-
-/// A fake `/sys` with a tmp75 (hwmon0) and a PWM/tach controller with two
-/// fans (hwmon1), as in `hwmon.rs`.
-fn fake_sysfs() -> TempDir {
-    let tmp = TempDir::new("sysfs");
-    let add = |n: u32, dev: &str, name: &str, files: &[(&str, &str)]| {
-        let devdir = tmp.join("devices").join(dev);
-        let dir = devdir.join(format!("hwmon/hwmon{n}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        symlink(&devdir, dir.join("device")).unwrap();
-        std::fs::write(dir.join("name"), format!("{name}\n")).unwrap();
-        for (f, v) in files {
-            std::fs::write(dir.join(f), v).unwrap();
-        }
-        std::fs::create_dir_all(tmp.join("class/hwmon")).unwrap();
-        symlink(&dir, tmp.join(format!("class/hwmon/hwmon{n}"))).unwrap();
-    };
-    add(0, I2C_DEV, "tmp75", &[("temp1_input", "23500\n")]);
-    add(
-        1,
-        PWM_DEV,
-        "aspeed_g6_pwm_tach",
-        &[
-            ("fan1_input", "5010\n"),
-            ("pwm1", "255\n"),
-            ("pwm1_enable", "2\n"),
-            ("fan2_input", "5020\n"),
-            ("pwm2", "255\n"),
-            ("pwm2_enable", "2\n"),
-        ],
-    );
-    tmp
-}
-
-fn hwmon_config(root: &Path) -> Json {
-    let fans: Vec<Json> = (1..=2)
-        .map(|n| {
-            json!({ "name": format!("fan{}", n - 1), "hwmon": "aspeed_g6_pwm_tach",
-                    "device": "1e610000.pwm-tach-controller", "tach": n, "pwm": n })
-        })
-        .collect();
-    json!({
-        "platform": {
-            "type": "hardware",
-            "power": { "type": "sim", "power_on_delay_ms": 300, "host_shutdown_ms": 500,
-                       "force_off_hold_ms": 800 },
-            "hwmon_root": root,
-            "fans": fans,
-            "sensors": [ { "name": "inlet", "hwmon": "tmp75", "device": "3-0048", "input": 1 } ]
-        },
-        "cooling": {
-            "interval_ms": 200,
-            "min_level": 20,
-            "failsafe_level": 100,
-            "curves": [ { "sensor": "inlet", "points": [[25.0, 20], [35.0, 50], [45.0, 100]] } ]
-        },
-        "auth": { "reauthenticate": false }
-    })
-}
-
 #[test]
 fn fan_presence_change_is_published_on_hwmon() {
-    let sys = fake_sysfs();
-    let root: PathBuf = sys.join("class/hwmon");
-    let env = Env::with_config(hwmon_config(&root));
+    let sys = FakeHwmon::new(2);
+    let env = Env::with_config(sys.config());
     let mut changes = Changes::subscribe(env.conn());
     let f = env.fan(FAN);
     wait_value("fan0 present", secs(5.0), || f.present().unwrap(), |p| *p);
@@ -774,7 +709,7 @@ fn fan_presence_change_is_published_on_hwmon() {
     let rows: Vec<_> = TABLE.iter().filter(|r| r.2 == HwmonFanRemoved).collect();
     assert!(!rows.is_empty());
     let from = changes.drain();
-    std::fs::remove_file(root.join("hwmon1/fan1_input")).unwrap();
+    sys.remove_tach(1);
     for (iface, prop, action) in rows {
         let path = target(iface, None);
         check_published(env.conn(), &mut changes, *action, from, &path, iface, prop);

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 
-use bmcd_tests::bmcd_api::{PowerOffMode, PowerState, RestorePolicy, Transition};
+use bmcd_tests::bmcd_api::{
+    ChassisProxyBlocking, PowerOffMode, PowerState, RestorePolicy, Transition,
+};
 use bmcd_tests::zbus::zvariant::Value;
 use bmcd_tests::{no_options, secs, wait_value, Daemon, Env};
 
@@ -192,37 +194,58 @@ fn restore_decision(d: &Daemon) -> bool {
     line.contains("powered on")
 }
 
+/// Set `Restore`, run `begin` (which starts a transition), wait until the
+/// chassis shows `under_way` (`what` names it), then kill -9 and start the
+/// daemon again: its restore decision must power the host on or not as
+/// `want_on` says.
+fn kill_during_transition(
+    env: &Env,
+    begin: impl FnOnce(&ChassisProxyBlocking<'static>),
+    what: &str,
+    under_way: (PowerState, Transition),
+    want_on: bool,
+) {
+    let c = env.chassis();
+    c.set_restore_policy(RestorePolicy::Restore, no_options())
+        .unwrap();
+    begin(&c);
+    wait_value(
+        what,
+        secs(10.0),
+        || (c.power_state().ok(), c.pending_transition().ok()),
+        |s| *s == (Some(under_way.0), Some(under_way.1)),
+    );
+    env.daemon.kill9();
+    env.daemon.start_again();
+    assert_eq!(
+        restore_decision(&env.daemon),
+        want_on,
+        "kill -9 during {what}: Restore should have {} the host; log:\n{}",
+        if want_on { "powered on" } else { "left off" },
+        env.daemon.log_tail(30)
+    );
+}
+
 /// `Restore`, then kill -9 while a graceful PowerOff is under way: the
 /// operator asked for off, so the restarted daemon leaves the host off
 /// (before the fix it followed the last observed state, On).
 #[test]
 fn kill_during_power_off_restores_off() {
     let env = Env::new();
+    let begin = |c: &ChassisProxyBlocking<'static>| {
+        c.power_on(no_options()).unwrap();
+        env.wait_power(PowerState::On, secs(10.0));
+        // The host OS ignores the button: the graceful off waits its whole
+        // timeout, so the transition is surely still running at the kill.
+        env.sim()
+            .set_host_responsive(false, Default::default())
+            .unwrap();
+        c.power_off(PowerOffMode::Graceful, 600, no_options())
+            .unwrap();
+    };
+    let under_way = (PowerState::TransitioningToOff, Transition::Off);
+    kill_during_transition(&env, begin, "a power off under way", under_way, false);
     let c = env.chassis();
-    c.set_restore_policy(RestorePolicy::Restore, no_options())
-        .unwrap();
-    c.power_on(no_options()).unwrap();
-    env.wait_power(PowerState::On, secs(10.0));
-    // The host OS ignores the button: the graceful off waits its whole
-    // timeout, so the transition is surely still running at the kill.
-    env.sim()
-        .set_host_responsive(false, Default::default())
-        .unwrap();
-    c.power_off(PowerOffMode::Graceful, 600, no_options())
-        .unwrap();
-    wait_value(
-        "a power off under way",
-        secs(10.0),
-        || (c.power_state().ok(), c.pending_transition().ok()),
-        |s| *s == (Some(PowerState::TransitioningToOff), Some(Transition::Off)),
-    );
-    env.daemon.kill9();
-    env.daemon.start_again();
-    assert!(
-        !restore_decision(&env.daemon),
-        "Restore powered the host on after a crash during PowerOff; log:\n{}",
-        env.daemon.log_tail(30)
-    );
     assert_eq!(c.pending_transition().unwrap(), Transition::None);
     assert_eq!(c.power_state().unwrap(), PowerState::Off);
 }
@@ -235,23 +258,12 @@ fn kill_during_power_on_restores_on() {
         cfg["platform"]["power_on_delay_ms"] = 20_000.into();
         cfg["chassis"]["power_on_timeout_ms"] = 60_000.into();
     });
+    let begin = |c: &ChassisProxyBlocking<'static>| {
+        c.power_on(no_options()).unwrap();
+    };
+    let under_way = (PowerState::TransitioningToOn, Transition::On);
+    kill_during_transition(&env, begin, "a power on under way", under_way, true);
     let c = env.chassis();
-    c.set_restore_policy(RestorePolicy::Restore, no_options())
-        .unwrap();
-    c.power_on(no_options()).unwrap();
-    wait_value(
-        "a power on under way",
-        secs(10.0),
-        || (c.power_state().ok(), c.pending_transition().ok()),
-        |s| *s == (Some(PowerState::TransitioningToOn), Some(Transition::On)),
-    );
-    env.daemon.kill9();
-    env.daemon.start_again();
-    assert!(
-        restore_decision(&env.daemon),
-        "Restore left the host off after a crash during PowerOn; log:\n{}",
-        env.daemon.log_tail(30)
-    );
     wait_value(
         "the restored power on",
         secs(10.0),
@@ -266,24 +278,18 @@ fn kill_during_power_on_restores_on() {
 #[test]
 fn kill_during_power_cycle_restores_on() {
     let env = Env::with(|cfg| cfg["chassis"]["cycle_off_ms"] = 30_000.into());
-    let c = env.chassis();
-    c.set_restore_policy(RestorePolicy::Restore, no_options())
-        .unwrap();
-    c.power_on(no_options()).unwrap();
-    env.wait_power(PowerState::On, secs(10.0));
-    c.power_cycle(no_options()).unwrap();
-    wait_value(
+    let begin = |c: &ChassisProxyBlocking<'static>| {
+        c.power_on(no_options()).unwrap();
+        env.wait_power(PowerState::On, secs(10.0));
+        c.power_cycle(no_options()).unwrap();
+    };
+    let under_way = (PowerState::Off, Transition::Cycle);
+    kill_during_transition(
+        &env,
+        begin,
         "the off phase of a power cycle",
-        secs(10.0),
-        || (c.power_state().ok(), c.pending_transition().ok()),
-        |s| *s == (Some(PowerState::Off), Some(Transition::Cycle)),
-    );
-    env.daemon.kill9();
-    env.daemon.start_again();
-    assert!(
-        restore_decision(&env.daemon),
-        "Restore left the host off after a crash during PowerCycle; log:\n{}",
-        env.daemon.log_tail(30)
+        under_way,
+        true,
     );
 }
 
