@@ -26,7 +26,7 @@ use zbus::message::Header;
 use zbus::zvariant::OwnedValue;
 
 use super::audit::{Audit, AuditRecord};
-use crate::auth::{policy, Auth, Caller};
+use crate::auth::{policy, Auth, Caller, Rule};
 
 /// The `options: a{sv}` argument of mutating methods.
 pub type Options = HashMap<String, OwnedValue>;
@@ -81,34 +81,10 @@ impl Methods {
         Fut: Future<Output = Result<T, E>>,
         E: Into<Error>,
     {
-        let interface = hdr.interface().map(|i| i.as_str()).unwrap_or_default();
-        let method = hdr.member().map(|m| m.as_str()).unwrap_or_default();
-        let sender = hdr.sender().map(|s| s.as_str()).unwrap_or_default();
-        let audit = |caller: Option<&Caller>, mutating: bool, outcome: Result<(), &Error>| {
-            if mutating {
-                self.audit.record(&AuditRecord {
-                    caller,
-                    sender,
-                    interface,
-                    method,
-                    args: &args,
-                    outcome,
-                });
-            }
-        };
-        let Some(rule) = policy::lookup(interface, method) else {
-            log::error!("no policy for {interface}.{method}: refused");
-            let e = Error::PermissionDenied(format!("{interface}.{method} has no policy: refused"));
-            audit(None, true, Err(&e));
-            return Err(e);
-        };
-        let caller = match self.auth.caller(hdr).await {
-            Ok(c) => c,
-            Err(e) => {
-                audit(None, rule.mutating, Err(&e));
-                return Err(e);
-            }
-        };
+        // The generic part is kept small: the policy lookup, the caller's
+        // identification and the audit are the same code for every method.
+        let call = Call::of(hdr, &args);
+        let (caller, rule) = self.admit(&call, hdr).await?;
         let checked = self.auth.permit(&caller, rule, || {
             if let Some(o) = options {
                 check_options(o, known_options)?;
@@ -118,13 +94,81 @@ impl Methods {
         let input = match checked {
             Ok(v) => v,
             Err(e) => {
-                audit(Some(&caller), rule.mutating, Err(&e));
+                self.record(&call, Some(&caller), rule.mutating, Err(&e));
                 return Err(e);
             }
         };
         let result = action(caller.clone(), input).await.map_err(Into::into);
-        audit(Some(&caller), rule.mutating, result.as_ref().map(|_| ()));
+        self.record(
+            &call,
+            Some(&caller),
+            rule.mutating,
+            result.as_ref().map(|_| ()),
+        );
         result
+    }
+
+    /// The policy row of the call and its caller, or the refusal (audited).
+    async fn admit(
+        &self,
+        call: &Call<'_>,
+        hdr: &Header<'_>,
+    ) -> Result<(Caller, &'static Rule), Error> {
+        let Some(rule) = policy::lookup(call.interface, call.method) else {
+            log::error!("no policy for {}.{}: refused", call.interface, call.method);
+            let e = Error::PermissionDenied(format!(
+                "{}.{} has no policy: refused",
+                call.interface, call.method
+            ));
+            self.record(call, None, true, Err(&e));
+            return Err(e);
+        };
+        match self.auth.caller(hdr).await {
+            Ok(c) => Ok((c, rule)),
+            Err(e) => {
+                self.record(call, None, rule.mutating, Err(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// Hand a mutating call's outcome to the audit hook.
+    fn record(
+        &self,
+        call: &Call<'_>,
+        caller: Option<&Caller>,
+        mutating: bool,
+        outcome: Result<(), &Error>,
+    ) {
+        if mutating {
+            self.audit.record(&AuditRecord {
+                caller,
+                sender: call.sender,
+                interface: call.interface,
+                method: call.method,
+                args: call.args,
+                outcome,
+            });
+        }
+    }
+}
+
+/// What the wrapper knows of one call from its header.
+struct Call<'a> {
+    interface: &'a str,
+    method: &'a str,
+    sender: &'a str,
+    args: &'a str,
+}
+
+impl<'a> Call<'a> {
+    fn of(hdr: &'a Header<'_>, args: &'a str) -> Call<'a> {
+        Call {
+            interface: hdr.interface().map(|i| i.as_str()).unwrap_or_default(),
+            method: hdr.member().map(|m| m.as_str()).unwrap_or_default(),
+            sender: hdr.sender().map(|s| s.as_str()).unwrap_or_default(),
+            args,
+        }
     }
 }
 
