@@ -1,0 +1,184 @@
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+use crate::manifest::hex;
+use crate::{ImageError, Result};
+
+/// A key's id: the first 8 bytes of the SHA-256 of its 32-byte public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyId(pub [u8; 8]);
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&hex(&self.0))
+    }
+}
+
+/// The id of `key`.
+pub fn key_id(key: &VerifyingKey) -> KeyId {
+    let d = Sha256::digest(key.as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&d[..8]);
+    KeyId(id)
+}
+
+/// Trusted public keys.
+#[derive(Debug, Clone, Default)]
+pub struct Keyring {
+    keys: Vec<(KeyId, VerifyingKey)>,
+}
+
+impl Keyring {
+    /// An empty keyring (trusts nothing).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trust `key` too.
+    pub fn add(&mut self, key: VerifyingKey) {
+        let id = key_id(&key);
+        if !self.keys.iter().any(|(i, _)| *i == id) {
+            self.keys.push((id, key));
+        }
+    }
+
+    /// Every `*.pub` file of `dir` (PEM SubjectPublicKeyInfo); a bad file
+    /// is an error naming it. Other files are ignored.
+    pub fn load_dir(dir: &Path) -> Result<Self> {
+        let key_err = |path: &Path, reason: String| ImageError::KeyFile {
+            path: path.to_owned(),
+            reason,
+        };
+        let entries = fs::read_dir(dir).map_err(|e| key_err(dir, e.to_string()))?;
+        let mut paths: Vec<PathBuf> = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| key_err(dir, e.to_string()))?.path();
+            if path.extension().is_some_and(|e| e == "pub") {
+                paths.push(path);
+            }
+        }
+        paths.sort();
+        let mut ring = Self::new();
+        for p in paths {
+            ring.add(read_verifying_key(&p)?);
+        }
+        Ok(ring)
+    }
+
+    /// The key of `id`, if trusted.
+    pub fn get(&self, id: &KeyId) -> Option<&VerifyingKey> {
+        self.keys.iter().find(|(i, _)| i == id).map(|(_, k)| k)
+    }
+
+    /// Ids of the trusted keys.
+    pub fn ids(&self) -> impl Iterator<Item = KeyId> + '_ {
+        self.keys.iter().map(|(i, _)| *i)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+fn read_text(path: &Path) -> Result<String> {
+    fs::read_to_string(path).map_err(|e| ImageError::KeyFile {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// A public key file: PEM SubjectPublicKeyInfo (`openssl pkey -pubout`).
+pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey> {
+    let text = read_text(path)?;
+    VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| ImageError::KeyFile {
+        path: path.to_owned(),
+        reason: format!("not a PEM Ed25519 public key: {e}"),
+    })
+}
+
+/// A private key file: PEM PKCS#8 (`openssl genpkey -algorithm ed25519`).
+pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
+    let text = zeroize_string(read_text(path)?);
+    SigningKey::from_pkcs8_pem(text.0.trim()).map_err(|e| ImageError::KeyFile {
+        path: path.to_owned(),
+        reason: format!("not a PEM PKCS#8 Ed25519 private key: {e}"),
+    })
+}
+
+/// Clears the string's bytes when dropped.
+struct Wipe(String);
+impl Drop for Wipe {
+    fn drop(&mut self) {
+        let s = std::mem::take(&mut self.0);
+        let mut bytes = s.into_bytes();
+        bytes.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&bytes);
+    }
+}
+fn zeroize_string(s: String) -> Wipe {
+    Wipe(s)
+}
+
+/// A new key from the operating system's random source.
+pub fn generate_signing_key() -> Result<SigningKey> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed)
+        .map_err(|e| ImageError::Io(std::io::Error::other(format!("random source: {e}"))))?;
+    let key = SigningKey::from_bytes(&seed);
+    seed.iter_mut().for_each(|b| *b = 0);
+    std::hint::black_box(&seed);
+    Ok(key)
+}
+
+/// Write `dir/NAME.key` (PKCS#8 PEM, mode 0600) and `dir/NAME.pub`
+/// (SubjectPublicKeyInfo PEM). Neither file may exist yet. Returns the
+/// two paths.
+pub fn write_key_pair(key: &SigningKey, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+    let priv_path = dir.join(format!("{name}.key"));
+    let pub_path = dir.join(format!("{name}.pub"));
+    let err = |path: &Path, reason: String| ImageError::KeyFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let pem = key
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| err(&priv_path, e.to_string()))?;
+    let pub_pem = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| err(&pub_path, e.to_string()))?;
+    if pub_path.exists() {
+        return Err(err(&pub_path, "already exists".into()));
+    }
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&priv_path)
+        .map_err(|e| err(&priv_path, e.to_string()))?;
+    f.write_all(pem.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(&priv_path, e.to_string()))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&pub_path)
+        .map_err(|e| err(&pub_path, e.to_string()))?;
+    f.write_all(pub_pem.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err(&pub_path, e.to_string()))?;
+    Ok((priv_path, pub_path))
+}
