@@ -5,6 +5,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+use ed25519_dalek::pkcs8::KeypairBytes;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -152,7 +153,13 @@ pub fn write_key_pair(key: &SigningKey, dir: &Path, name: &str) -> Result<(PathB
         path: path.to_owned(),
         reason,
     };
-    let pem = key
+    // PKCS#8 v1 (no public key inside), as `openssl genpkey` writes it:
+    // OpenSSL 3.0 cannot read the v2 form.
+    let v1 = KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    };
+    let pem = v1
         .to_pkcs8_pem(LineEnding::LF)
         .map_err(|e| err(&priv_path, e.to_string()))?;
     let pub_pem = key

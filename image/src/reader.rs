@@ -138,6 +138,14 @@ pub struct PayloadStream<R> {
 }
 
 impl<R: Read> PayloadStream<R> {
+    /// A stream over payloads described by a manifest whose signature was
+    /// NOT checked, for display tools (`bmcimage inspect` without keys).
+    /// Never write these bytes anywhere that matters; use
+    /// [`ImageReader::open`].
+    pub fn unauthenticated(inner: R, manifest: &Manifest) -> Self {
+        Self::new(inner, manifest)
+    }
+
     fn new(inner: R, manifest: &Manifest) -> Self {
         let payloads: Vec<_> = manifest
             .payloads

@@ -44,6 +44,11 @@ pub fn bmcctl_bin() -> PathBuf {
     find("BMCCTL_BIN", "bmcctl")
 }
 
+/// The image tool: `target/debug/bmcimage`, or `$BMCIMAGE_BIN`.
+pub fn bmcimage_bin() -> PathBuf {
+    find("BMCIMAGE_BIN", "bmcimage")
+}
+
 /// A cross-built CLI: `target/cross/<arch>/bmcctl` (made by
 /// `scripts/cross-build`), or `$BMCCTL_<ARCH>_BIN`.
 pub fn bmcctl_cross_bin(arch: &str) -> PathBuf {

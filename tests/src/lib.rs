@@ -21,7 +21,7 @@ mod tmp;
 mod wait;
 pub mod xml;
 
-pub use bins::{bmcctl_bin, bmcctl_cross_bin, bmcd_bin, workspace_root};
+pub use bins::{bmcctl_bin, bmcctl_cross_bin, bmcd_bin, bmcimage_bin, workspace_root};
 pub use bus::{bus_config_xml, BusConfig, BusPolicy, TestBus};
 pub use daemon::{test_config, Daemon};
 pub use env::{bmcctl_at, no_options, raw_call, Env, RawError};
