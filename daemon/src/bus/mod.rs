@@ -29,7 +29,6 @@ pub mod standard;
 pub mod task;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 use zbus::Connection;
@@ -62,7 +61,6 @@ pub struct Parts {
 pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
     let reg = Registry::new(conn);
     let m = Methods::new(p.auth, p.audit);
-    let now = Duration::ZERO;
     let tasks = task::TaskObjects::new(reg.clone(), m.clone(), p.tasks);
     reg.add_constant(bmcd_api::ROOT_PATH, zbus::fdo::ObjectManager)
         .await?;
@@ -77,7 +75,6 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
             chassis: p.chassis.clone(),
         },
         p.chassis.subscribe(),
-        now,
     )
     .await?;
     reg.add(
@@ -88,7 +85,6 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
             cooling: p.cooling.clone(),
         },
         p.cooling.subscribe(),
-        now,
     )
     .await?;
     for (index, name) in p.cooling.fan_names().iter().enumerate() {
@@ -100,7 +96,6 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
                 state: p.cooling.subscribe(),
             },
             p.cooling.subscribe(),
-            now,
         )
         .await?;
     }
@@ -114,7 +109,6 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
                 changed,
             },
             rx,
-            now,
         )
         .await?;
     }

@@ -20,9 +20,9 @@
 //!   lost: a client that reads `GetAll` and then listens misses nothing;
 //! - values are compared by their D-Bus encoding, so a NaN reading is equal
 //!   to itself and does not re-announce itself every period;
-//! - `min_interval` bounds the signal rate of the throttled properties of
-//!   one object (task progress and its heartbeat): their changes in between
-//!   are coalesced, never dropped; the last value is always published. A
+//! - `add_throttling`'s `min_interval` bounds the signal rate of the
+//!   throttled properties of one object (task progress and its heartbeat):
+//!   their changes in between are coalesced, never dropped; the last value is always published. A
 //!   change of any other property is published at once (with the throttled
 //!   values pending), so a short-lived value such as a task's
 //!   `Cancellable` is not swallowed by the rate limit.
@@ -82,31 +82,29 @@ impl Registry {
             .map(|_| ())
     }
 
-    /// Serve `iface` at `path` and publish its changed properties whenever
-    /// `state` changes, at most once per `min_interval` (zero: at once).
-    /// Adding an interface that is already at `path` changes nothing; when
-    /// this returns, the object is on the bus.
+    /// Serve `iface` at `path` and publish its changed properties at once
+    /// whenever `state` changes. Adding an interface that is already at
+    /// `path` changes nothing; when this returns, the object is on the bus.
     pub async fn add<I, S>(
         &self,
         path: &str,
         iface: I,
         state: watch::Receiver<S>,
-        min_interval: Duration,
     ) -> zbus::Result<()>
     where
         I: Interface,
         S: Send + Sync + 'static,
     {
         let throttle = Throttle {
-            min_interval,
-            props: None,
+            min_interval: Duration::ZERO,
+            props: &[],
         };
         self.add_throttled(path, iface, state, throttle).await
     }
 
-    /// [`Registry::add`], with only the properties named in `props`
-    /// limited to one signal per `min_interval`; a change of any other
-    /// property is published at once.
+    /// [`Registry::add`], with the properties named in `props` limited to
+    /// one signal per `min_interval`; a change of any other property is
+    /// published at once.
     pub async fn add_throttling<I, S>(
         &self,
         path: &str,
@@ -121,7 +119,7 @@ impl Registry {
     {
         let throttle = Throttle {
             min_interval,
-            props: Some(props),
+            props,
         };
         self.add_throttled(path, iface, state, throttle).await
     }
@@ -209,18 +207,14 @@ fn changed<'a>(prev: &Values, cur: &'a Values) -> HashMap<&'a str, Value<'a>> {
 struct Throttle {
     /// At most one signal with only throttled changes per this interval.
     min_interval: Duration,
-    /// The throttled properties; `None`: all of them.
-    props: Option<&'static [&'static str]>,
+    /// The throttled properties.
+    props: &'static [&'static str],
 }
 
 impl Throttle {
     /// Whether a change of exactly `names` may wait for the interval.
     fn may_wait<'a>(&self, mut names: impl Iterator<Item = &'a str>) -> bool {
-        !self.min_interval.is_zero()
-            && match self.props {
-                None => true,
-                Some(props) => names.all(|n| props.contains(&n)),
-            }
+        !self.min_interval.is_zero() && names.all(|n| self.props.contains(&n))
     }
 }
 
@@ -302,15 +296,13 @@ mod tests {
     fn only_the_named_properties_may_wait() {
         let t = Throttle {
             min_interval: Duration::from_millis(100),
-            props: Some(&["Progress", "LastProgressTime"]),
+            props: &["Progress", "LastProgressTime"],
         };
         assert!(t.may_wait(["Progress", "LastProgressTime"].into_iter()));
         assert!(!t.may_wait(["Progress", "Cancellable"].into_iter()));
-        let all = Throttle { props: None, ..t };
-        assert!(all.may_wait(["Cancellable"].into_iter()));
         let none = Throttle {
             min_interval: Duration::ZERO,
-            ..all
+            ..t
         };
         assert!(!none.may_wait(["Progress"].into_iter()));
     }
