@@ -144,6 +144,25 @@ fn task_number(text: &str) -> u64 {
 
 /// A host that is on and ignores graceful shutdown requests: a graceful
 /// power off stays in its `Graceful` phase for its whole timeout.
+/// `bmcctl chassis power off` (graceful, 30 s) in the background, once it
+/// shows the Graceful phase, and its task number.
+fn graceful_off_in_background(env: &Env) -> (Bg, u64) {
+    let b = Bg::spawn(
+        env,
+        &[
+            "--yes",
+            "chassis",
+            "power",
+            "off",
+            "--graceful-timeout",
+            "30",
+        ],
+    );
+    b.wait_stderr("Graceful");
+    let id = task_number(&b.stderr());
+    (b, id)
+}
+
 fn on_and_unresponsive(env: &Env) {
     env.bmcctl(&["chassis", "power", "on"]).success();
     env.sim()
@@ -306,19 +325,7 @@ fn ctrl_c_stops_the_waiting_not_the_task_and_bmcd_dying_ends_it() {
     on_and_unresponsive(&env);
 
     // Ctrl-C while the graceful phase runs: exit 130 at once, with advice.
-    let mut b = Bg::spawn(
-        &env,
-        &[
-            "--yes",
-            "chassis",
-            "power",
-            "off",
-            "--graceful-timeout",
-            "30",
-        ],
-    );
-    b.wait_stderr("Graceful");
-    let id = task_number(&b.stderr());
+    let (mut b, id) = graceful_off_in_background(&env);
     b.signal(Signal::SIGINT);
     let (st, took) = b.exit(PROMPT);
     assert_eq!(st.code(), Some(130), "{}", b.stderr());
@@ -362,19 +369,7 @@ fn ctrl_c_stops_the_waiting_not_the_task_and_bmcd_dying_ends_it() {
 fn cancel_by_its_owner_ends_the_wait_with_exit_7() {
     let env = Env::new();
     on_and_unresponsive(&env);
-    let mut b = Bg::spawn(
-        &env,
-        &[
-            "--yes",
-            "chassis",
-            "power",
-            "off",
-            "--graceful-timeout",
-            "30",
-        ],
-    );
-    b.wait_stderr("Graceful");
-    let id = task_number(&b.stderr());
+    let (mut b, id) = graceful_off_in_background(&env);
     // A graceful off may be cancelled during its wait for the host.
     let task = TaskProxyBlocking::builder(env.conn())
         .path(bmcd_tests::bmcd_api::task_path(id))
