@@ -49,21 +49,31 @@ impl Monitor {
     /// Wait until `pred` holds for the lines so far (woken by each new
     /// line), or panic naming `what` with the output.
     pub fn wait_for(&self, what: &str, timeout: Duration, pred: impl Fn(&[String]) -> bool) {
+        if !self.holds_within(timeout, &pred) {
+            panic!(
+                "timed out after {timeout:?} waiting for {what}; output:\n{}",
+                self.lines().join("\n")
+            );
+        }
+    }
+
+    /// Whether `pred` comes to hold for the lines within `timeout` (woken
+    /// by each new line).
+    pub fn holds_within(&self, timeout: Duration, pred: impl Fn(&[String]) -> bool) -> bool {
         let (lines, cv) = &*self.out;
         let deadline = Instant::now() + timeout;
         let mut guard = lines.lock().unwrap_or_else(|p| p.into_inner());
         while !pred(&guard) {
             let now = Instant::now();
-            assert!(
-                now < deadline,
-                "timed out after {timeout:?} waiting for {what}; output:\n{}",
-                guard.join("\n")
-            );
+            if now >= deadline {
+                return false;
+            }
             guard = cv
                 .wait_timeout(guard, deadline - now)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
+        true
     }
 
     /// Wait until a line contains `text`.

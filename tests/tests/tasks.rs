@@ -59,19 +59,33 @@ fn busctl_monitor(env: &Env) -> Monitor {
             .arg(format!("--address={}", env.address()))
             .args(["monitor", "--json=short", "org.bmcd"]),
     );
-    // Printed once BecomeMonitor has returned.
     m.wait_line("Monitoring bus message stream", LONG);
     listening(env, &m, "\"IdentifyActive\"");
     m
 }
 
-/// Make a PropertiesChanged happen and wait for `m` to show it: a check
-/// that the monitor (already subscribed) sees the daemon's signals.
+/// Wait until `m` is subscribed: a monitor prints its ready line before
+/// its match rule is in place (gdbus subscribes only after printing "The
+/// name … is owned by"), so a signal sent right then can be missed. Send a
+/// new PropertiesChanged (toggle the identify LED) until `m` shows one
+/// (`marker`): from the first one it shows, it misses nothing.
 fn listening(env: &Env, m: &Monitor, marker: &str) {
     let c = env.chassis();
-    let on = !c.identify_active().unwrap();
-    c.set_identify(on, 0, no_options()).unwrap();
-    m.wait_line(marker, LONG);
+    let deadline = std::time::Instant::now() + LONG;
+    loop {
+        let on = !c.identify_active().unwrap();
+        c.set_identify(on, 0, no_options()).unwrap();
+        if m.holds_within(Duration::from_millis(500), |l| {
+            l.iter().any(|x| x.contains(marker))
+        }) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor never showed {marker:?}:\n{}",
+            m.lines().join("\n")
+        );
+    }
 }
 
 /// The messages of a `busctl --json=short` monitor about `path`.
@@ -191,8 +205,6 @@ fn interfaces_added_and_removed_seen_by_gdbus_monitor() {
         "--dest",
         "org.bmcd",
     ]));
-    // The match rule is sent before the name-owner query whose answer this
-    // line prints: from here on nothing is missed.
     m.wait_line("The name org.bmcd is owned by", LONG);
     listening(&env, &m, "IdentifyActive");
     let c = env.chassis();
