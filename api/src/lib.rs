@@ -15,8 +15,8 @@ pub mod types;
 use std::collections::HashMap;
 
 pub use types::{
-    CoolingMode, Health, PowerOffMode, PowerState, RestorePolicy, Severity, TaskState, Transition,
-    UnknownVariant,
+    CoolingMode, FirmwareState, Health, PowerOffMode, PowerState, RestorePolicy, Severity,
+    TaskState, Transition, UnknownVariant,
 };
 pub use zbus;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
@@ -33,6 +33,9 @@ pub const FANS_PATH: &str = "/org/bmcd/fans";
 pub const SIM_PATH: &str = "/org/bmcd/sim";
 /// Parent of the `Task1` objects, `/org/bmcd/tasks/<id>`.
 pub const TASKS_PATH: &str = "/org/bmcd/tasks";
+/// The firmware manager (`FirmwareManager1`); one `Firmware1` child per
+/// slot, `/org/bmcd/firmware/<slot>`.
+pub const FIRMWARE_PATH: &str = "/org/bmcd/firmware";
 
 pub const CHASSIS_IFACE: &str = "org.bmcd.Chassis1";
 pub const FAN_IFACE: &str = "org.bmcd.Fan1";
@@ -42,6 +45,10 @@ pub const SIMULATION_IFACE: &str = "org.bmcd.Simulation1";
 pub const SESSION_IFACE: &str = "org.bmcd.Session1";
 /// Long-running work; one object per task under `TASKS_PATH`.
 pub const TASK_IFACE: &str = "org.bmcd.Task1";
+/// One firmware slot; one object per slot under `FIRMWARE_PATH`.
+pub const FIRMWARE_IFACE: &str = "org.bmcd.Firmware1";
+/// Updates, boot selection and rollback; served at `FIRMWARE_PATH`.
+pub const FIRMWARE_MANAGER_IFACE: &str = "org.bmcd.FirmwareManager1";
 /// Prefix of every error name the daemon returns.
 pub const ERROR_PREFIX: &str = "org.bmcd.Error";
 
@@ -74,6 +81,84 @@ pub fn fan_path(name: &str) -> String {
         }
     }
     p
+}
+
+/// The BMC's own firmware slots (A/B). Other components (a host BIOS)
+/// get their own slot names; a slot name is `[a-z0-9_]`, 1–32 characters.
+pub const BMC_SLOTS: [&str; 2] = ["bmc_a", "bmc_b"];
+/// The `component` of BMC images and slots (the image manifest's word).
+pub const BMC_COMPONENT: &str = "bmc";
+
+/// Whether `name` is a well-formed slot name (`[a-z0-9_]`, 1–32
+/// characters), which is also a valid object path element.
+pub fn is_slot_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Object path of firmware slot `slot`, or `None` for a malformed name.
+pub fn firmware_path(slot: &str) -> Option<String> {
+    is_slot_name(slot).then(|| format!("{FIRMWARE_PATH}/{slot}"))
+}
+
+/// Option keys of `FirmwareManager1.StartUpdate`.
+pub mod update_options {
+    /// `b`: after a good write and read-back, make the new slot `BootNext`.
+    pub const ACTIVATE: &str = "activate";
+    /// `b`: allow a version lower than the running one (a downgrade).
+    /// Installing the same version again is always allowed.
+    pub const FORCE_VERSION: &str = "force-version";
+    pub const ALL: &[&str] = &[ACTIVATE, FORCE_VERSION];
+}
+
+/// Option keys of `FirmwareManager1.Inspect`, and the keys of its answer.
+pub mod inspect {
+    /// Option `b`: also read every payload and check its digest (reads the
+    /// whole image; default false: header, manifest and signature only).
+    pub const OPT_PAYLOAD: &str = "payload";
+    pub const OPTIONS: &[&str] = &[OPT_PAYLOAD];
+
+    /// `s`: `trusted` (signed by a key in the daemon's key directory),
+    /// `untrusted` (well-formed, but the key id is unknown), `invalid`
+    /// (bad signature, or not an image at all).
+    pub const SIGNATURE: &str = "signature";
+    /// `s`: why the image is not `trusted` or not installable ("" if it is).
+    pub const REASON: &str = "reason";
+    /// `s`: the signer's key id, 16 hex digits.
+    pub const KEY_ID: &str = "key-id";
+    /// `s`, `s`, `s`: from the manifest (absent if it could not be read).
+    pub const COMPONENT: &str = "component";
+    pub const VERSION: &str = "version";
+    pub const BUILD_DATE: &str = "build-date";
+    /// `as`: machine names the image is built for.
+    pub const COMPATIBLE: &str = "compatible";
+    /// `b`: this machine is among them.
+    pub const COMPATIBLE_HERE: &str = "compatible-here";
+    /// `a(sts)`: each payload's name, size and SHA-256 (hex).
+    pub const PAYLOADS: &str = "payloads";
+    /// `t`: total payload bytes.
+    pub const SIZE: &str = "size";
+    /// `s`: against the running version: `upgrade`, `same` or `downgrade`.
+    pub const VERSION_RULE: &str = "version-rule";
+    /// `b`: `StartUpdate` would accept it with no options (trusted,
+    /// compatible, not a downgrade, fits the slot).
+    pub const INSTALLABLE: &str = "installable";
+    /// `b`: present with the `payload` option: every payload digest matched.
+    pub const PAYLOAD_OK: &str = "payload-ok";
+}
+
+/// Keys of a completed `FirmwareUpdate` task's `Result`.
+pub mod update_result {
+    /// `s`: the slot written.
+    pub const SLOT: &str = "slot";
+    /// `s`: the version installed.
+    pub const VERSION: &str = "version";
+    /// `s`: SHA-256 (hex) read back from the slot.
+    pub const DIGEST: &str = "digest";
+    /// `b`: the slot is now `BootNext`.
+    pub const ACTIVATED: &str = "activated";
 }
 
 /// How many of a task's recent messages `Task1.Messages` keeps.
@@ -128,6 +213,18 @@ pub enum Error {
     /// bmcd stopped or died while the work ran (a task's `Error` after a
     /// restart).
     Interrupted(String),
+    /// A firmware image's signature is bad, or no trusted key signed it.
+    InvalidSignature(String),
+    /// A firmware image is for another machine or component, or a lower
+    /// version without `force-version`.
+    Incompatible(String),
+    /// Not a firmware image, or its content does not match its signed
+    /// manifest (a payload digest, size or the read-back).
+    InvalidImage(String),
+    /// The image does not fit the target slot.
+    NoSpace(String),
+    /// Writing or reading back the target slot failed.
+    FlashWrite(String),
 }
 
 impl Error {
@@ -151,6 +248,11 @@ impl Error {
             "Internal" => Error::Internal(t),
             "Cancelled" => Error::Cancelled(t),
             "Interrupted" => Error::Interrupted(t),
+            "InvalidSignature" => Error::InvalidSignature(t),
+            "Incompatible" => Error::Incompatible(t),
+            "InvalidImage" => Error::InvalidImage(t),
+            "NoSpace" => Error::NoSpace(t),
+            "FlashWrite" => Error::FlashWrite(t),
             _ => return None,
         })
     }
@@ -171,7 +273,12 @@ impl Error {
             | Error::Timeout(m)
             | Error::Internal(m)
             | Error::Cancelled(m)
-            | Error::Interrupted(m) => m.clone(),
+            | Error::Interrupted(m)
+            | Error::InvalidSignature(m)
+            | Error::Incompatible(m)
+            | Error::InvalidImage(m)
+            | Error::NoSpace(m)
+            | Error::FlashWrite(m) => m.clone(),
         }
     }
 }
@@ -191,6 +298,11 @@ pub const ERROR_NAMES: &[&str] = &[
     "org.bmcd.Error.Internal",
     "org.bmcd.Error.Cancelled",
     "org.bmcd.Error.Interrupted",
+    "org.bmcd.Error.InvalidSignature",
+    "org.bmcd.Error.Incompatible",
+    "org.bmcd.Error.InvalidImage",
+    "org.bmcd.Error.NoSpace",
+    "org.bmcd.Error.FlashWrite",
 ];
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -432,6 +544,104 @@ pub trait Task {
     /// What a completed task produced; its keys depend on `Kind`.
     #[zbus(property)]
     fn result(&self) -> zbus::Result<HashMap<String, OwnedValue>>;
+}
+
+/// `org.bmcd.Firmware1` at `firmware_path(slot)`: one firmware slot.
+///
+/// Every property changes only through bmcd (an update, activation,
+/// rollback, or the start-up that finds an interrupted write), and every
+/// change emits `PropertiesChanged`.
+#[zbus::proxy(
+    interface = "org.bmcd.Firmware1",
+    default_service = "org.bmcd",
+    gen_blocking = true
+)]
+pub trait Firmware {
+    /// What the slot holds firmware for: `bmc` for the BMC's own slots.
+    #[zbus(property)]
+    fn component(&self) -> zbus::Result<String>;
+    /// The slot's name, as in its path (`bmc_a`).
+    #[zbus(property)]
+    fn slot(&self) -> zbus::Result<String>;
+    /// The installed version; "" when `Empty` or unknown.
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+    /// The image's build date as its manifest gives it; "" if unknown.
+    #[zbus(property)]
+    fn build_date(&self) -> zbus::Result<String>;
+    /// SHA-256 (64 hex digits) of the installed payload as read back from
+    /// the slot; "" when not known.
+    #[zbus(property)]
+    fn digest(&self) -> zbus::Result<String>;
+    /// Bytes of the installed payload; 0 when `Empty`.
+    #[zbus(property)]
+    fn size(&self) -> zbus::Result<u64>;
+    /// Bytes the slot can hold.
+    #[zbus(property)]
+    fn capacity(&self) -> zbus::Result<u64>;
+    /// Milliseconds since the Unix epoch the payload was installed; 0 if
+    /// unknown (the image the BMC was delivered with).
+    #[zbus(property)]
+    fn install_time(&self) -> zbus::Result<u64>;
+    #[zbus(property)]
+    fn state(&self) -> zbus::Result<FirmwareState>;
+}
+
+/// `org.bmcd.FirmwareManager1` at `FIRMWARE_PATH`: signed A/B updates of
+/// the BMC's firmware, boot selection and rollback.
+///
+/// Images are passed as a file descriptor open for reading (bmcd never
+/// opens a caller's path). An image must be signed by a key in the
+/// daemon's key directory and list this machine; it is verified before a
+/// byte is written, streamed into the slot that is not running, read back
+/// and checked again. The running slot is never opened for writing.
+#[zbus::proxy(
+    interface = "org.bmcd.FirmwareManager1",
+    default_service = "org.bmcd",
+    default_path = "/org/bmcd/firmware",
+    gen_blocking = true
+)]
+pub trait FirmwareManager {
+    /// Install `image` into the slot that is not running, as a
+    /// `FirmwareUpdate` task (phases `Verify`, `Write`, `ReadBack`; it can be
+    /// cancelled until the slot is marked `Staged`). Refusals before the
+    /// task starts: `InvalidSignature`, `Incompatible`, `InvalidImage`,
+    /// `NoSpace`, `Busy` (an update is running). Options: see
+    /// [`update_options`].
+    fn start_update(
+        &self,
+        image: zbus::zvariant::Fd<'_>,
+        options: Options<'_>,
+    ) -> Result<OwnedObjectPath>;
+    /// Boot `slot` next. It must hold a good image (`Active`, `Backup` or
+    /// `Staged`); `NotAllowed` otherwise.
+    fn activate(&self, slot: &str, options: Options<'_>) -> Result<()>;
+    /// Boot the other BMC slot next (the `Backup`, or a `Staged` one);
+    /// `NotAllowed` when it holds no good image. If `BootNext` already
+    /// names another slot than the running one, it goes back to the
+    /// running one (cancelling a pending activation).
+    fn rollback(&self, options: Options<'_>) -> Result<()>;
+    /// What `image` is, without writing anything: see [`inspect`] for the
+    /// keys. Only an unreadable descriptor is an error; a bad image is
+    /// described (`signature`, `reason`).
+    fn inspect(
+        &self,
+        image: zbus::zvariant::Fd<'_>,
+        options: Options<'_>,
+    ) -> Result<HashMap<String, OwnedValue>>;
+
+    /// The slot the boot loader will start next.
+    #[zbus(property)]
+    fn boot_next(&self) -> zbus::Result<String>;
+    /// The slot the BMC runs now.
+    #[zbus(property)]
+    fn booted_now(&self) -> zbus::Result<String>;
+    /// This machine's name, as images list it in `compatible`.
+    #[zbus(property)]
+    fn machine(&self) -> zbus::Result<String>;
+    /// The running `FirmwareUpdate` task, or `/` when none runs.
+    #[zbus(property)]
+    fn update_task(&self) -> zbus::Result<OwnedObjectPath>;
 }
 
 #[cfg(test)]

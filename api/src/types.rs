@@ -219,6 +219,28 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// What a firmware slot holds. A slot is bootable only when it is
+    /// `Active`, `Backup` or `Staged`: its content was read back and its
+    /// digest matched the signed manifest.
+    FirmwareState {
+        /// The slot the BMC runs now (`BootedNow`).
+        Active,
+        /// A good image that is not running: the rollback target.
+        Backup,
+        /// Written and verified by an update, not booted yet.
+        Staged,
+        /// An update is writing it (or was, when bmcd stopped: the next
+        /// start makes it `Invalid`).
+        Writing,
+        /// Its content cannot be trusted (a write failed, was cancelled or
+        /// interrupted, or read-back found another digest). Never bootable.
+        Invalid,
+        /// Nothing was ever installed.
+        Empty,
+    }
+}
+
 impl TaskState {
     /// Completed, Failed, Cancelled or Interrupted: nothing changes any more.
     pub fn is_final(self) -> bool {

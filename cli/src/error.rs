@@ -13,6 +13,8 @@
 //! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout` |
 //! | 7 | cancelled: the task bmcctl waited for ended `Cancelled` (`org.bmcd.Error.Cancelled`) |
 //! | 8 | interrupted: the task bmcctl waited for ended `Interrupted`, bmcd stopped or died while it ran (`org.bmcd.Error.Interrupted`) |
+//! | 9 | firmware image refused: `org.bmcd.Error.InvalidSignature` (bad signature or no trusted key), `Incompatible` (another machine or component, a downgrade without `--force-version`), `InvalidImage` (not an image, or its content does not match its manifest), `NoSpace` (larger than the slot) |
+//! | 10 | flash failure: `org.bmcd.Error.FlashWrite` (writing or reading back the slot failed) |
 //! | 130 | Ctrl-C (SIGINT) while waiting for a task: the waiting stopped, the task goes on (`wait::Waiting`) |
 //! | 128+n | killed by signal n at the password prompt, after the terminal was restored (`auth::PromptSignals`) |
 //!
@@ -43,6 +45,10 @@ pub enum Exit {
     Timeout = 6,
     Cancelled = 7,
     Interrupted = 8,
+    /// A firmware image was refused (signature, compatibility, content, size).
+    ImageRefused = 9,
+    /// Writing or reading back a firmware slot failed.
+    FlashWrite = 10,
     /// Ctrl-C while waiting for a task (128 + SIGINT).
     WaitStopped = 130,
 }
@@ -164,6 +170,10 @@ pub fn exit_for_error(e: &bmcd_api::Error) -> Exit {
         E::Timeout(_) => Exit::Timeout,
         E::Cancelled(_) => Exit::Cancelled,
         E::Interrupted(_) => Exit::Interrupted,
+        E::InvalidSignature(_) | E::Incompatible(_) | E::InvalidImage(_) | E::NoSpace(_) => {
+            Exit::ImageRefused
+        }
+        E::FlashWrite(_) => Exit::FlashWrite,
         E::NotAllowed(_) | E::Unavailable(_) | E::Internal(_) | E::ZBus(_) => Exit::Failure,
     }
 }
@@ -320,6 +330,11 @@ mod tests {
             ("org.bmcd.Error.Internal", 1),
             ("org.bmcd.Error.Cancelled", 7),
             ("org.bmcd.Error.Interrupted", 8),
+            ("org.bmcd.Error.InvalidSignature", 9),
+            ("org.bmcd.Error.Incompatible", 9),
+            ("org.bmcd.Error.InvalidImage", 9),
+            ("org.bmcd.Error.NoSpace", 9),
+            ("org.bmcd.Error.FlashWrite", 10),
         ];
         assert_eq!(want.len(), bmcd_api::ERROR_NAMES.len());
         for (name, code) in want {

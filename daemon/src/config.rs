@@ -33,6 +33,38 @@ pub struct Config {
     /// How long finished tasks stay (`crate::tasks`).
     #[serde(default)]
     pub tasks: crate::tasks::TasksConfig,
+    /// Firmware slots, boot selection, trusted keys.
+    #[serde(default)]
+    pub firmware: FirmwareConfig,
+}
+
+/// The `firmware` section. (Stub: the storage part is filled in by the
+/// firmware backends step.)
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirmwareConfig {
+    /// This machine's name, as images list it in `compatible`.
+    #[serde(default = "d_machine")]
+    pub machine: String,
+    /// Directory of trusted public keys (`*.pub`, PEM).
+    #[serde(default = "d_keys_dir")]
+    pub keys_dir: PathBuf,
+}
+
+impl Default for FirmwareConfig {
+    fn default() -> Self {
+        FirmwareConfig {
+            machine: d_machine(),
+            keys_dir: d_keys_dir(),
+        }
+    }
+}
+
+fn d_machine() -> String {
+    "sim".into()
+}
+fn d_keys_dir() -> PathBuf {
+    PathBuf::from("/etc/bmcd/keys")
 }
 
 fn default_state_dir() -> PathBuf {

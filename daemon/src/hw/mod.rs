@@ -18,6 +18,7 @@ use std::io;
 use std::sync::Arc;
 
 pub mod control;
+pub mod firmware;
 pub mod gpio;
 pub mod hwmon;
 pub mod sim;
@@ -38,6 +39,9 @@ pub enum HwError {
     /// The blocking task that ran the call ended without an answer (it
     /// panicked or was cancelled); see [`blocking`].
     Lost(String),
+    /// The backend refuses the operation by design (opening the booted
+    /// firmware slot for writing).
+    Refused(String),
 }
 
 impl fmt::Display for HwError {
@@ -47,7 +51,8 @@ impl fmt::Display for HwError {
             HwError::NotFound(m)
             | HwError::Invalid(m)
             | HwError::Unavailable(m)
-            | HwError::Lost(m) => f.write_str(m),
+            | HwError::Lost(m)
+            | HwError::Refused(m) => f.write_str(m),
         }
     }
 }
