@@ -13,6 +13,7 @@ mod bus;
 mod daemon;
 mod env;
 pub mod fake_hwmon;
+pub mod firmware;
 mod monitor;
 mod process;
 pub mod security;
