@@ -21,13 +21,13 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use bmcd_tests::bmcd_api::{self as api, PowerOffMode, PowerState, RestorePolicy};
+use bmcd_tests::firmware::{set_firmware, FwKit, ImageSpec};
 use bmcd_tests::serde_json::json;
 use bmcd_tests::zbus::blocking::fdo::{IntrospectableProxy, PropertiesProxy};
 use bmcd_tests::zbus::blocking::{Connection, MessageIterator};
 use bmcd_tests::zbus::names::InterfaceName;
 use bmcd_tests::zbus::zvariant::{self, serialized::Context, OwnedValue, Value, LE};
 use bmcd_tests::zbus::MatchRule;
-use bmcd_tests::firmware::{set_firmware, FwKit, ImageSpec};
 use bmcd_tests::{no_options, secs, wait_value, xml, Env, FakeHwmon};
 
 const EMITS: &str = "org.freedesktop.DBus.Property.EmitsChangedSignal";
