@@ -262,7 +262,13 @@ fn refusals_change_nothing() {
     expect_error(manager(&env).activate(OTHER, no_options()), "NotAllowed");
     expect_error(manager(&env).rollback(no_options()), "NotAllowed");
 
-    let refusals: Vec<(std::path::PathBuf, &[(&str, bool)], &str)> = vec![
+    // (image, options, the error expected)
+    type Refusal = (
+        std::path::PathBuf,
+        &'static [(&'static str, bool)],
+        &'static str,
+    );
+    let refusals: Vec<Refusal> = vec![
         (kit.tamper_manifest(&signed), &[], "InvalidSignature"),
         (kit.image_untrusted(&good), &[], "InvalidSignature"),
         (
