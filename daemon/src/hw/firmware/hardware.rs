@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::file::{Capacity, FileSlot};
+use super::mtd::MtdSlot;
 use super::{FirmwareHw, SlotDevice};
 use crate::config::{HwFirmwareConfig, SlotConfig, SlotKind};
 use crate::hw::{HwError, HwResult};
@@ -29,11 +30,7 @@ pub fn slot_device(cfg: &SlotConfig, booted: bool) -> HwResult<Arc<dyn SlotDevic
             Capacity::Device,
             booted,
         ))),
-        SlotKind::Mtd => Err(HwError::NotFound(format!(
-            "slot {} ({}): MTD slots not built yet",
-            cfg.name,
-            cfg.device.display()
-        ))),
+        SlotKind::Mtd => Ok(Arc::new(MtdSlot::new(&cfg.name, &cfg.device, booted))),
     }
 }
 

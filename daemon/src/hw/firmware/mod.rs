@@ -18,6 +18,7 @@ use crate::config::FirmwareStorage;
 pub mod boot;
 pub mod file;
 pub mod hardware;
+pub mod mtd;
 pub mod sim;
 
 /// One slot's storage: a file, a block device or an MTD partition.
