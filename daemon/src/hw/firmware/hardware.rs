@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use super::boot::FileBoot;
 use super::file::{Capacity, FileSlot};
 use super::mtd::MtdSlot;
-use super::{FirmwareHw, SlotDevice};
-use crate::config::{HwFirmwareConfig, SlotConfig, SlotKind};
+use super::{read_small, BootSelector, FirmwareHw, Slot, SlotDevice};
+use crate::config::{BootConfig, HwFirmwareConfig, SlotConfig, SlotKind};
 use crate::hw::{HwError, HwResult};
 
 /// The device of one configured slot; `booted` ones refuse writing.
@@ -34,11 +35,83 @@ pub fn slot_device(cfg: &SlotConfig, booted: bool) -> HwResult<Arc<dyn SlotDevic
     }
 }
 
+/// The slot the kernel was booted from, by its command line: a
+/// `bmcd.slot=NAME` parameter names it; otherwise `root=` is matched
+/// against each slot's configured `root`. The last occurrence of a
+/// parameter counts, as in the kernel; surrounding double quotes are
+/// ignored. `slots` are `(name, root)` pairs.
+pub fn booted_from_cmdline(
+    cmdline: &str,
+    slots: &[(&str, Option<&str>)],
+) -> Result<String, String> {
+    let mut named = None;
+    let mut root = None;
+    for word in cmdline.split_ascii_whitespace() {
+        if let Some(v) = word.strip_prefix("bmcd.slot=") {
+            named = Some(unquote(v));
+        } else if let Some(v) = word.strip_prefix("root=") {
+            root = Some(unquote(v));
+        }
+    }
+    if let Some(n) = named {
+        return slots
+            .iter()
+            .find(|(name, _)| *name == n)
+            .map(|(name, _)| (*name).to_owned())
+            .ok_or_else(|| format!("bmcd.slot={} is not a configured slot", n.escape_debug()));
+    }
+    let Some(r) = root else {
+        return Err("neither bmcd.slot= nor root= is given".into());
+    };
+    slots
+        .iter()
+        .find(|(_, sr)| *sr == Some(r))
+        .map(|(name, _)| (*name).to_owned())
+        .ok_or_else(|| format!("root={} is no slot's configured root", r.escape_debug()))
+}
+
+fn unquote(v: &str) -> &str {
+    v.trim_matches('"')
+}
+
 pub fn build(cfg: &HwFirmwareConfig, state_dir: &Path) -> HwResult<FirmwareHw> {
-    let _ = (cfg, state_dir);
-    Err(HwError::NotFound(
-        "firmware storage: hardware backends not built yet".into(),
-    ))
+    let _ = state_dir;
+    let text = read_small(&cfg.cmdline)?.ok_or_else(|| {
+        HwError::NotFound(format!(
+            "{}: no kernel command line to find the booted slot",
+            cfg.cmdline.display()
+        ))
+    })?;
+    let pairs: Vec<(&str, Option<&str>)> = cfg
+        .slots
+        .iter()
+        .map(|s| (s.name.as_str(), s.root.as_deref()))
+        .collect();
+    let booted = booted_from_cmdline(&text, &pairs)
+        .map_err(|e| HwError::Invalid(format!("{}: {e}", cfg.cmdline.display())))?;
+    let mut slots = Vec::with_capacity(cfg.slots.len());
+    for s in &cfg.slots {
+        slots.push(Slot {
+            name: s.name.clone(),
+            component: s.component.clone(),
+            device: slot_device(s, s.name == booted)?,
+        });
+    }
+    let names: Vec<String> = cfg.slots.iter().map(|s| s.name.clone()).collect();
+    let boot: Arc<dyn BootSelector> = match &cfg.boot {
+        BootConfig::File(f) => Arc::new(FileBoot::new(&f.path, names, &booted)),
+        BootConfig::Uboot(_) => {
+            return Err(HwError::NotFound(
+                "firmware storage: U-Boot selector not built yet".into(),
+            ))
+        }
+    };
+    Ok(FirmwareHw {
+        slots,
+        boot,
+        booted,
+        running_version: String::new(),
+    })
 }
 
 #[cfg(test)]
@@ -127,5 +200,101 @@ mod tests {
             assert!(dev.open_read().is_ok());
         }
         assert_eq!(std::fs::read(&p).unwrap_or_default(), vec![0x55; 16]);
+    }
+
+    #[test]
+    fn cmdline_parser() {
+        let slots = [
+            ("bmc_a", Some("/dev/mtdblock4")),
+            ("bmc_b", Some("PARTLABEL=rofs-b")),
+            ("bios", None),
+        ];
+        let p = |c: &str| booted_from_cmdline(c, &slots);
+        assert_eq!(
+            p("console=ttyS4 root=/dev/mtdblock4 ro").as_deref(),
+            Ok("bmc_a")
+        );
+        assert_eq!(
+            p("root=PARTLABEL=rofs-b rootwait\n").as_deref(),
+            Ok("bmc_b")
+        );
+        assert_eq!(p("root=\"PARTLABEL=rofs-b\"").as_deref(), Ok("bmc_b"));
+        // bmcd.slot= wins over root=, wherever it stands.
+        assert_eq!(
+            p("bmcd.slot=bmc_b root=/dev/mtdblock4").as_deref(),
+            Ok("bmc_b")
+        );
+        assert_eq!(
+            p("root=/dev/mtdblock4 bmcd.slot=bmc_b").as_deref(),
+            Ok("bmc_b")
+        );
+        // The last occurrence counts.
+        assert_eq!(
+            p("root=/dev/mtdblock4 root=PARTLABEL=rofs-b").as_deref(),
+            Ok("bmc_b")
+        );
+        // A prefix is not a match.
+        assert!(p("root=/dev/mtdblock44").is_err());
+        assert!(p("xroot=/dev/mtdblock4").is_err());
+        assert!(p("").is_err());
+        assert!(p("bmcd.slot=bmc_c root=/dev/mtdblock4")
+            .err()
+            .unwrap_or_default()
+            .contains("bmcd.slot=bmc_c"));
+        assert!(p("root=").is_err());
+        assert!(p("\u{0}\u{ff}root=\u{fffd}").is_err());
+    }
+
+    fn hw_cfg(dir: &Path, cmdline: &str) -> HwFirmwareConfig {
+        let _ = std::fs::write(dir.join("cmdline"), cmdline);
+        let mk = |name: &str, root: &str| SlotConfig {
+            name: name.into(),
+            component: "bmc".into(),
+            kind: SlotKind::File,
+            device: dir.join(format!("{name}.img")),
+            size: Some(4096),
+            root: Some(root.into()),
+        };
+        HwFirmwareConfig {
+            slots: vec![mk("bmc_a", "/dev/mtdblock4"), mk("bmc_b", "/dev/mtdblock5")],
+            boot: BootConfig::File(crate::config::FileBootConfig {
+                path: dir.join("boot_next"),
+            }),
+            cmdline: dir.join("cmdline"),
+            os_release: dir.join("os-release"),
+        }
+    }
+
+    #[test]
+    fn hardware_build_refuses_the_booted_slot() {
+        let t = TempDir::new("hw-build");
+        let cfg = hw_cfg(t.path(), "console=ttyS4 root=/dev/mtdblock5 rootwait\n");
+        let hw = build(&cfg, t.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hw.booted, "bmc_b");
+        let dev = |n: &str| {
+            hw.slots
+                .iter()
+                .find(|s| s.name == n)
+                .map(|s| s.device.clone())
+                .unwrap_or_else(|| panic!("no {n}"))
+        };
+        assert!(matches!(
+            dev("bmc_b").open_write(),
+            Err(HwError::Refused(_))
+        ));
+        assert!(dev("bmc_a").open_write().is_ok());
+        // The file selector answers the booted slot until set.
+        assert_eq!(hw.boot.boot_next().ok().as_deref(), Some("bmc_b"));
+        assert!(hw.boot.set_boot_next("bmc_a").is_ok());
+        assert_eq!(hw.boot.boot_next().ok().as_deref(), Some("bmc_a"));
+        // No usable command line: an error naming the file, no guess.
+        let cfg = hw_cfg(t.path(), "root=/dev/sda1");
+        let e = build(&cfg, t.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("cmdline: root=/dev/sda1 is no slot"), "{e}");
+        let _ = std::fs::remove_file(t.path().join("cmdline"));
+        assert!(matches!(build(&cfg, t.path()), Err(HwError::NotFound(_))));
     }
 }
