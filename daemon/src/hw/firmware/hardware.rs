@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::boot::FileBoot;
 use super::file::{Capacity, FileSlot};
 use super::mtd::MtdSlot;
+use super::uboot::UbootBoot;
 use super::{read_small, BootSelector, FirmwareHw, Slot, SlotDevice};
 use crate::config::{BootConfig, HwFirmwareConfig, SlotConfig, SlotKind};
 use crate::hw::{HwError, HwResult};
@@ -75,7 +76,6 @@ fn unquote(v: &str) -> &str {
 }
 
 pub fn build(cfg: &HwFirmwareConfig, state_dir: &Path) -> HwResult<FirmwareHw> {
-    let _ = state_dir;
     let text = read_small(&cfg.cmdline)?.ok_or_else(|| {
         HwError::NotFound(format!(
             "{}: no kernel command line to find the booted slot",
@@ -100,11 +100,7 @@ pub fn build(cfg: &HwFirmwareConfig, state_dir: &Path) -> HwResult<FirmwareHw> {
     let names: Vec<String> = cfg.slots.iter().map(|s| s.name.clone()).collect();
     let boot: Arc<dyn BootSelector> = match &cfg.boot {
         BootConfig::File(f) => Arc::new(FileBoot::new(&f.path, names, &booted)),
-        BootConfig::Uboot(_) => {
-            return Err(HwError::NotFound(
-                "firmware storage: U-Boot selector not built yet".into(),
-            ))
-        }
+        BootConfig::Uboot(u) => Arc::new(UbootBoot::new(u, &names, state_dir)),
     };
     Ok(FirmwareHw {
         slots,

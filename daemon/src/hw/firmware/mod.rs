@@ -20,6 +20,7 @@ pub mod file;
 pub mod hardware;
 pub mod mtd;
 pub mod sim;
+pub mod uboot;
 
 /// One slot's storage: a file, a block device or an MTD partition.
 pub trait SlotDevice: Send + Sync {
