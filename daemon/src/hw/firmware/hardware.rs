@@ -71,6 +71,46 @@ pub fn booted_from_cmdline(
         .ok_or_else(|| format!("root={} is no slot's configured root", r.escape_debug()))
 }
 
+/// `VERSION_ID` of an os-release text, quotes (and shell escapes inside
+/// them) removed; "" if absent. The last assignment counts.
+pub fn version_id(os_release: &str) -> String {
+    let mut out = String::new();
+    for line in os_release.lines() {
+        if let Some(v) = line.trim().strip_prefix("VERSION_ID=") {
+            out = shell_unquote(v.trim());
+        }
+    }
+    out
+}
+
+/// A value of an os-release line: `"…"` (with `\"`, `\\`, `\$`, `` \` ``
+/// escapes), `'…'`, or bare.
+fn shell_unquote(v: &str) -> String {
+    if v.len() >= 2 && v.starts_with('\'') && v.ends_with('\'') {
+        return v[1..v.len() - 1].to_owned();
+    }
+    if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+        let mut out = String::new();
+        let mut chars = v[1..v.len() - 1].chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                match chars.next() {
+                    Some(n @ ('"' | '\\' | '$' | '`')) => out.push(n),
+                    Some(n) => {
+                        out.push('\\');
+                        out.push(n);
+                    }
+                    None => out.push('\\'),
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return out;
+    }
+    v.to_owned()
+}
+
 fn unquote(v: &str) -> &str {
     v.trim_matches('"')
 }
@@ -106,7 +146,7 @@ pub fn build(cfg: &HwFirmwareConfig, state_dir: &Path) -> HwResult<FirmwareHw> {
         slots,
         boot,
         booted,
-        running_version: String::new(),
+        running_version: version_id(&read_small(&cfg.os_release)?.unwrap_or_default()),
     })
 }
 
@@ -292,5 +332,57 @@ mod tests {
         assert!(e.contains("cmdline: root=/dev/sda1 is no slot"), "{e}");
         let _ = std::fs::remove_file(t.path().join("cmdline"));
         assert!(matches!(build(&cfg, t.path()), Err(HwError::NotFound(_))));
+    }
+
+    #[test]
+    fn os_release_version() {
+        assert_eq!(version_id("NAME=x\nVERSION_ID=2.14.0\n"), "2.14.0");
+        assert_eq!(
+            version_id("VERSION_ID=\"2.14.0-dev\"\nID=obmc"),
+            "2.14.0-dev"
+        );
+        assert_eq!(version_id("VERSION_ID='1.2'"), "1.2");
+        assert_eq!(version_id("VERSION_ID=\"a\\\"b\\\\c\""), "a\"b\\c");
+        assert_eq!(version_id("# VERSION_ID=9\nVERSION=1"), "");
+        assert_eq!(version_id(""), "");
+        assert_eq!(version_id("VERSION_ID=\""), "\"");
+        assert_eq!(version_id("VERSION_ID=\"x\\\""), "x\\");
+        assert_eq!(version_id("VERSION_ID=1\nVERSION_ID=2"), "2");
+        assert_eq!(version_id("  VERSION_ID = 3"), "");
+    }
+
+    #[test]
+    fn hardware_build_with_uboot_and_running_version() {
+        let t = TempDir::new("hw-uboot");
+        let mut cfg = hw_cfg(t.path(), "bmcd.slot=bmc_a root=/dev/mtdblock5");
+        let _ = std::fs::write(
+            t.path().join("os-release"),
+            "ID=obmc\nVERSION_ID=\"2.3.1\"\n",
+        );
+        cfg.boot = BootConfig::Uboot(crate::config::UbootConfig {
+            fw_printenv: "/nonexistent/fw_printenv".into(),
+            fw_setenv: "/nonexistent/fw_setenv".into(),
+            names: [
+                ("bmc_a".to_owned(), "A".to_owned()),
+                ("bmc_b".to_owned(), "B".to_owned()),
+            ]
+            .into_iter()
+            .collect(),
+            tries: 3,
+        });
+        let hw = build(&cfg, t.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hw.booted, "bmc_a");
+        assert_eq!(hw.running_version, "2.3.1");
+        let e = hw
+            .boot
+            .boot_next()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("/nonexistent/fw_printenv"), "{e}");
+        // No os-release: "".
+        let _ = std::fs::remove_file(t.path().join("os-release"));
+        let hw = build(&cfg, t.path()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(hw.running_version, "");
     }
 }
