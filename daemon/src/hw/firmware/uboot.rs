@@ -8,8 +8,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use super::{io_err, BootSelector};
 use crate::config::UbootConfig;
@@ -23,11 +24,45 @@ pub struct UbootBoot {
     tries: u32,
     /// Where the `fw_setenv` script is written.
     script: PathBuf,
+    timeout: Duration,
     lock: Mutex<()>,
 }
 
 /// Longest stderr excerpt quoted in an error.
 const MAX_STDERR: usize = 200;
+/// How long `fw_printenv` / `fw_setenv` may take (they lock the
+/// environment; a stuck lock must not hang the caller for ever).
+const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Run `cmd` with no stdin, collecting its output; killed and an error
+/// naming `what` after `timeout`. The tools print a few lines: more than a
+/// pipe holds (64 KiB) blocks them and ends in the timeout, never in
+/// unbounded memory.
+fn run_bounded(cmd: &mut Command, what: &str, timeout: Duration) -> HwResult<Output> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(io_err(what))?;
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if child.try_wait().map_err(io_err(what))?.is_some() {
+            return child.wait_with_output().map_err(io_err(what));
+        }
+        if start.elapsed() >= timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(HwError::Unavailable(format!(
+                "{what}: no answer within {} ms",
+                timeout.as_millis()
+            )));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
 
 impl UbootBoot {
     /// `slots` gives the order of the names (the default `BOOT_ORDER`);
@@ -43,6 +78,7 @@ impl UbootBoot {
             names,
             tries: cfg.tries,
             script: work_dir.join("uboot-env.script"),
+            timeout: TOOL_TIMEOUT,
             lock: Mutex::new(()),
         }
     }
@@ -50,11 +86,11 @@ impl UbootBoot {
     /// `fw_printenv -n var`; `None` when the variable is not defined.
     fn get(&self, var: &str) -> HwResult<Option<String>> {
         let what = format!("{} -n {var}", self.printenv.display());
-        let out = Command::new(&self.printenv)
-            .arg("-n")
-            .arg(var)
-            .output()
-            .map_err(io_err(&what))?;
+        let out = run_bounded(
+            Command::new(&self.printenv).arg("-n").arg(var),
+            &what,
+            self.timeout,
+        )?;
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
             return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
@@ -170,11 +206,11 @@ impl BootSelector for UbootBoot {
             f.sync_all().map_err(io_err(&swhat))?;
         }
         let what = format!("{} -s {swhat}", self.setenv.display());
-        let out = Command::new(&self.setenv)
-            .arg("-s")
-            .arg(&self.script)
-            .output()
-            .map_err(io_err(&what));
+        let out = run_bounded(
+            Command::new(&self.setenv).arg("-s").arg(&self.script),
+            &what,
+            self.timeout,
+        );
         let _ = std::fs::remove_file(&self.script);
         let out = out?;
         if out.status.success() {
@@ -365,5 +401,29 @@ done < "$2"
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("/nonexistent/fw_printenv"), "{e}");
+    }
+
+    #[test]
+    fn a_stuck_tool_times_out() {
+        let mut r = Rig::new("uboot-stuck", "");
+        r.boot.printenv = PathBuf::from("/bin/sleep");
+        r.boot.timeout = Duration::from_millis(100);
+        // `sleep -n BOOT_ORDER` fails at once (bad option): an error, quickly.
+        assert!(r.boot.boot_next().is_err());
+        let e = run_bounded(
+            Command::new("/bin/sleep").arg("30"),
+            "sleep 30",
+            Duration::from_millis(100),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert_eq!(e, "sleep 30: no answer within 100 ms");
+        let out = run_bounded(
+            Command::new("/bin/echo").arg("hi"),
+            "echo",
+            Duration::from_secs(10),
+        );
+        assert_eq!(out.ok().map(|o| o.stdout), Some(b"hi\n".to_vec()));
     }
 }
