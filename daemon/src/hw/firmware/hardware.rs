@@ -208,6 +208,8 @@ mod tests {
         assert!(w.write(&[1u8; 4096]).is_ok());
         assert!(w.write(&[1u8]).is_err());
         assert!(w.finish().is_ok());
+        let back = read_all(dev.open_read().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(back, vec![1u8; 4096]);
         let gone = t.path().join("nodev");
         let dev = slot_device(&slot(SlotKind::Block, gone.clone(), None), false)
             .unwrap_or_else(|e| panic!("{e}"));
@@ -384,5 +386,28 @@ mod tests {
         let _ = std::fs::remove_file(t.path().join("os-release"));
         let hw = build(&cfg, t.path()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(hw.running_version, "");
+    }
+
+    /// A block slot on a real block device: `BMCD_TEST_BLOCK_DEV=/dev/loopN`
+    /// (its contents are overwritten), run with `--ignored`.
+    #[test]
+    #[ignore = "needs a scratch block device in BMCD_TEST_BLOCK_DEV"]
+    fn block_slot_on_a_real_device() {
+        let Some(p) = std::env::var_os("BMCD_TEST_BLOCK_DEV") else {
+            panic!("set BMCD_TEST_BLOCK_DEV")
+        };
+        let dev = slot_device(&slot(SlotKind::Block, PathBuf::from(p), None), false)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cap = dev.capacity().unwrap_or_else(|e| panic!("{e}"));
+        assert!(cap >= 1 << 20, "{cap}");
+        let img: Vec<u8> = (0..(1u32 << 20) + 123).map(|i| (i % 251) as u8).collect();
+        let mut w = dev.open_write().unwrap_or_else(|e| panic!("{e}"));
+        for c in img.chunks(65536) {
+            assert!(w.write(c).is_ok());
+        }
+        assert!(w.finish().is_ok());
+        let back = read_all(dev.open_read().unwrap_or_else(|e| panic!("{e}")));
+        assert_eq!(back.len() as u64, cap);
+        assert!(back[..img.len()] == img[..]);
     }
 }
