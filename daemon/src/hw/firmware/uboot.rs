@@ -4,7 +4,8 @@
 //! decrements it before it boots `x` and skips a slot at 0). Read with
 //! `fw_printenv -n VAR`, written with one `fw_setenv -s SCRIPT` so that
 //! the order and the attempts change together (one redundant-environment
-//! write).
+//! write). The script's lines are `name=value`, which both U-Boot's own
+//! tools (blank or `=` ends the name) and libubootenv's (`=` only) read.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -83,7 +84,9 @@ impl UbootBoot {
         }
     }
 
-    /// `fw_printenv -n var`; `None` when the variable is not defined.
+    /// `fw_printenv -n var`; `None` when the variable is not defined or
+    /// empty (U-Boot's tool fails with "not defined", libubootenv's prints
+    /// an empty line; RAUC's boot script treats empty as unset).
     fn get(&self, var: &str) -> HwResult<Option<String>> {
         let what = format!("{} -n {var}", self.printenv.display());
         let out = run_bounded(
@@ -93,7 +96,8 @@ impl UbootBoot {
         )?;
         if out.status.success() {
             let text = String::from_utf8_lossy(&out.stdout);
-            return Ok(Some(text.trim_end_matches(['\n', '\r']).to_owned()));
+            let v = text.trim_end_matches(['\n', '\r']);
+            return Ok((!v.trim().is_empty()).then(|| v.to_owned()));
         }
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("not defined") {
@@ -195,7 +199,7 @@ impl BootSelector for UbootBoot {
         let _g = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let order = order_with_first(&self.order()?, &name);
         let script = format!(
-            "BOOT_ORDER {}\nBOOT_{name}_LEFT {}\n",
+            "BOOT_ORDER={}\nBOOT_{name}_LEFT={}\n",
             order.join(" "),
             self.tries
         );
@@ -245,7 +249,7 @@ D=$(dirname "$0")
 echo call >> "$D/calls"
 [ -f "$D/fail" ] && { echo "Cannot write environment" >&2; exit 1; }
 cp "$2" "$D/last-script"
-while read -r k v; do
+while IFS='=' read -r k v; do
   [ -n "$k" ] || continue
   grep -v "^$k=" "$D/env" > "$D/env.new"
   echo "$k=$v" >> "$D/env.new"
@@ -336,6 +340,13 @@ done < "$2"
         )
         .is_ok());
         assert_eq!(r.next().as_deref(), Some("bmc_b"));
+        // Empty values count as unset (libubootenv prints "" for those).
+        assert!(std::fs::write(
+            r.t.path().join("env"),
+            "BOOT_ORDER=\nBOOT_A_LEFT=0\nBOOT_B_LEFT=\n"
+        )
+        .is_ok());
+        assert_eq!(r.next().as_deref(), Some("bmc_b"));
         // No BOOT_ORDER: the configured order.
         assert!(std::fs::write(r.t.path().join("env"), "").is_ok());
         assert_eq!(r.next().as_deref(), Some("bmc_a"));
@@ -360,13 +371,13 @@ done < "$2"
             "BOOT_ORDER=A B\nBOOT_A_LEFT=3\nBOOT_B_LEFT=0\n",
         );
         assert!(r.boot.set_boot_next("bmc_b").is_ok());
-        assert_eq!(r.file("last-script"), "BOOT_ORDER B A\nBOOT_B_LEFT 3\n");
+        assert_eq!(r.file("last-script"), "BOOT_ORDER=B A\nBOOT_B_LEFT=3\n");
         assert_eq!(r.file("calls").lines().count(), 1);
         assert_eq!(r.next().as_deref(), Some("bmc_b"));
         assert!(r.file("env").contains("BOOT_A_LEFT=3"));
         // Back to A.
         assert!(r.boot.set_boot_next("bmc_a").is_ok());
-        assert_eq!(r.file("last-script"), "BOOT_ORDER A B\nBOOT_A_LEFT 3\n");
+        assert_eq!(r.file("last-script"), "BOOT_ORDER=A B\nBOOT_A_LEFT=3\n");
         assert_eq!(r.next().as_deref(), Some("bmc_a"));
         assert_eq!(r.file("calls").lines().count(), 2);
         // The script file is not left behind.
@@ -390,7 +401,7 @@ done < "$2"
         assert!(r.boot.set_boot_next("bmc_b").is_err());
         let _ = std::fs::remove_file(r.t.path().join("fail"));
         assert!(r.boot.set_boot_next("bmc_b").is_ok());
-        assert_eq!(r.file("last-script"), "BOOT_ORDER B A\nBOOT_B_LEFT 3\n");
+        assert_eq!(r.file("last-script"), "BOOT_ORDER=B A\nBOOT_B_LEFT=3\n");
         // Missing tools.
         let mut cfg_boot = r.boot;
         cfg_boot.setenv = PathBuf::from("/nonexistent/fw_setenv");
