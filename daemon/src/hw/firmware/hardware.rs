@@ -129,6 +129,13 @@ pub fn build(cfg: &HwFirmwareConfig, state_dir: &Path) -> HwResult<FirmwareHw> {
         .collect();
     let booted = booted_from_cmdline(&text, &pairs)
         .map_err(|e| HwError::Invalid(format!("{}: {e}", cfg.cmdline.display())))?;
+    if !bmcd_api::BMC_SLOTS.contains(&booted.as_str()) {
+        return Err(HwError::Invalid(format!(
+            "{}: the booted slot '{booted}' is not a BMC slot ({})",
+            cfg.cmdline.display(),
+            bmcd_api::BMC_SLOTS.join(", ")
+        )));
+    }
     let mut slots = Vec::with_capacity(cfg.slots.len());
     for s in &cfg.slots {
         slots.push(Slot {
@@ -332,6 +339,21 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.contains("cmdline: root=/dev/sda1 is no slot"), "{e}");
+        // A slot that is not a BMC slot cannot be the booted one.
+        let mut cfg = hw_cfg(t.path(), "bmcd.slot=bios");
+        cfg.slots.push(SlotConfig {
+            name: "bios".into(),
+            component: "bios".into(),
+            kind: SlotKind::File,
+            device: t.path().join("bios.img"),
+            size: Some(16),
+            root: None,
+        });
+        let e = build(&cfg, t.path())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("'bios' is not a BMC slot"), "{e}");
         let _ = std::fs::remove_file(t.path().join("cmdline"));
         assert!(matches!(build(&cfg, t.path()), Err(HwError::NotFound(_))));
     }
