@@ -97,6 +97,8 @@ pub mod names {
     pub const TASK_FAILED: &str = "bmcctl.Error.TaskFailed";
     pub const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
     pub const PROTOCOL: &str = "bmcctl.Error.Protocol";
+    /// A local file (a firmware image) could not be opened or read.
+    pub const FILE: &str = "bmcctl.Error.File";
     /// A password refused locally (too long, not UTF-8, NUL); never sent.
     pub const PASSWORD: &str = "bmcctl.Error.Password";
     pub const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
