@@ -737,6 +737,12 @@ fn update(path: &Path, flags: UpdateFlags, ctx: &Ctx) -> Result<Output, CliError
     let mut file = open_image(path)?;
     let client = ctx.connect()?;
     let m = read_manager(&client)?;
+    if let Some(id) = bmcd_api::task_id(&m.update_task) {
+        // bmcd would answer Busy too; say it before asking anything.
+        return Err(CliError::daemon(bmcd_api::Error::Busy(format!(
+            "an update is already running as task {id}; `bmcctl task wait {id}` waits for it"
+        ))));
+    }
     let target = match m.target() {
         Some(t) => Some(read_slot(&client, t)?),
         None => None,
