@@ -608,7 +608,9 @@ impl Inspection {
         };
         let refused = if self.installable {
             None
-        } else if self.signature != "trusted" && self.component.is_none() {
+        } else if self.signature != "trusted" && self.component.is_none() && self.key_id.is_empty()
+        {
+            // Not even a header with a key id: not an image.
             Some(bmcd_api::Error::InvalidImage(
                 self.reason_or("not a firmware image"),
             ))
@@ -682,9 +684,15 @@ fn inspect_cmd(path: &Path, payload: bool, ctx: &Ctx) -> Result<Output, CliError
     let mut file = open_image(path)?;
     let client = ctx.connect()?;
     let info = inspect_file(&client, &mut file, payload)?;
-    let machine = read_manager(&client).map(|m| m.machine).unwrap_or_default();
-    let out = Output::new().record(None, info.record(path, &machine));
-    Ok(match info.refusal(false, None) {
+    // For the verdict's words only: the machine, the size of the slot an
+    // update would write.
+    let m = read_manager(&client).unwrap_or_default();
+    let capacity = m
+        .target()
+        .and_then(|t| read_slot(&client, t).ok())
+        .map(|t| t.capacity);
+    let out = Output::new().record(None, info.record(path, &m.machine));
+    Ok(match info.refusal(false, capacity) {
         Some(e) => out.fail_with(e),
         None => out,
     })
@@ -1115,9 +1123,11 @@ mod tests {
             name(&no(inspect::SIGNATURE, "untrusted".into()), false),
             refused("InvalidSignature")
         );
-        let mut garbage = no(inspect::SIGNATURE, "invalid".into());
-        garbage.component = None;
-        assert_eq!(name(&garbage, false), refused("InvalidImage"));
+        let mut bad = no(inspect::SIGNATURE, "invalid".into());
+        bad.component = None;
+        assert_eq!(name(&bad, false), refused("InvalidSignature"));
+        bad.key_id.clear();
+        assert_eq!(name(&bad, false), refused("InvalidImage"), "not an image");
         assert_eq!(
             name(&no(inspect::COMPATIBLE_HERE, false.into()), true),
             refused("Incompatible")
