@@ -169,9 +169,9 @@ impl Slot {
 
     /// `bmc 2.0.0, Staged` (what the slot holds, for confirmations).
     fn summary(&self) -> String {
+        // Nothing installed, nothing to name but the state.
         let what = match (self.component.as_str(), self.version.as_str()) {
-            ("", "") => String::new(),
-            (c, "") => format!("{c}, "),
+            (_, "") => String::new(),
             ("", v) => format!("{v}, "),
             (c, v) => format!("{c} {v}, "),
         };
