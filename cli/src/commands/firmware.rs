@@ -313,10 +313,8 @@ fn read_slot(client: &Client, slot: &str) -> Result<Slot, CliError> {
 fn bytes(n: u64) -> String {
     const MIB: u64 = 1 << 20;
     const KIB: u64 = 1 << 10;
-    let tenths = |unit: u64| {
-        let t = u128::from(n) * 10 / u128::from(unit);
-        format!("{}.{}", t / 10, t % 10)
-    };
+    // In u64 (no 128-bit division in the binary): whole units, then tenths.
+    let tenths = |unit: u64| format!("{}.{}", n / unit, n % unit * 10 / unit);
     if n >= MIB {
         format!("{n} ({} MiB)", tenths(MIB))
     } else if n >= KIB {
@@ -441,6 +439,20 @@ fn manager_proxy(c: &Connection) -> zbus::Result<bmcd_api::FirmwareManagerProxyB
     bmcd_api::FirmwareManagerProxyBlocking::builder(c)
         .cache_properties(zbus::proxy::CacheProperties::No)
         .build()
+}
+
+/// `Inspect` or `StartUpdate` of `file`, the reply left to the caller:
+/// one copy of zbus's code for the `(h, a{sv})` call instead of one per
+/// method.
+fn call_with_fd(
+    c: &Connection,
+    method: &str,
+    file: &File,
+    options: Options<'_>,
+) -> zbus::Result<zbus::message::Message> {
+    manager_proxy(c)?
+        .inner()
+        .call_method(method, &(Fd::from(file), options))
 }
 
 /// One payload of the manifest: name, size, SHA-256.
@@ -675,7 +687,9 @@ fn inspect_file(client: &Client, file: &mut File, payload: bool) -> Result<Inspe
         if payload {
             opts.insert(inspect::OPT_PAYLOAD, ZValue::Bool(true));
         }
-        manager_proxy(c)?.inspect(Fd::from(&*file), opts)
+        Ok(call_with_fd(c, "Inspect", file, opts)?
+            .body()
+            .deserialize::<Props>()?)
     })?;
     Ok(Inspection::from_props(&p))
 }
@@ -772,7 +786,9 @@ fn update(path: &Path, flags: UpdateFlags, ctx: &Ctx) -> Result<Output, CliError
         if flags.force_version {
             opts.insert(update_options::FORCE_VERSION, ZValue::Bool(true));
         }
-        manager_proxy(c)?.start_update(Fd::from(&file), opts)
+        Ok(call_with_fd(c, "StartUpdate", &file, opts)?
+            .body()
+            .deserialize::<zbus::zvariant::OwnedObjectPath>()?)
     })?;
     drop(file);
     let path = task.as_str().to_owned();
@@ -869,7 +885,18 @@ fn activate(slot: &str, ctx: &Ctx) -> Result<Output, CliError> {
         )
     };
     ctx.confirm(&format!("activate {slot}"), &question)?;
-    client.call(|c| manager_proxy(c)?.activate(slot, Options::new()))?;
+    client.call(|c| {
+        // The same call as `chassis policy set` makes (one copy of zbus's
+        // code for `(s, a{sv})`).
+        c.call_method(
+            Some(bmcd_api::BUS_NAME),
+            bmcd_api::FIRMWARE_PATH,
+            Some(bmcd_api::FIRMWARE_MANAGER_IFACE),
+            "Activate",
+            &(slot, Options::new()),
+        )?;
+        Ok(())
+    })?;
     let m = read_manager(&client)?;
     Ok(Output::new()
         .notice(boot_notice(&m))
