@@ -46,6 +46,9 @@ pub const STATE_FILE: &str = "firmware.json";
 pub const TASK_KIND: &str = "FirmwareUpdate";
 /// The phases of an update and their weights.
 const PHASES: &[(&str, u32)] = &[("Verify", 5), ("Write", 80), ("ReadBack", 15)];
+/// What `updating` holds while an image is verified, before its slot is
+/// known.
+const VERIFYING: &str = "";
 /// The one buffer an update streams through.
 const CHUNK: usize = 64 * 1024;
 
@@ -275,18 +278,13 @@ pub fn compare_versions(a: &str, b: &str) -> Ordering {
 /// A slot's state at start-up from its record: an interrupted write is
 /// `Invalid`, the booted slot `Active`, a good other slot `Backup` (or
 /// still `Staged` if it was never booted), no record `Empty`.
-fn start_state(
-    rec: Option<&Record>,
-    booted: bool,
-    running_version: &str,
-) -> (FirmwareState, bool /* keep metadata */) {
+fn start_state(rec: Option<&Record>, booted: bool) -> (FirmwareState, bool /* keep metadata */) {
     let was = rec.and_then(|r| r.state.parse::<FirmwareState>().ok());
     let good_before = matches!(
         was,
         Some(FirmwareState::Active | FirmwareState::Backup | FirmwareState::Staged)
     );
     if booted {
-        let _ = running_version;
         return (FirmwareState::Active, good_before);
     }
     match was {
@@ -333,7 +331,7 @@ impl Firmware {
             let capacity = s.device.capacity().map_err(FirmwareError::Hardware)?;
             let rec = persisted.slots.get(&s.name);
             let booted = s.name == hw.booted;
-            let (state, keep) = start_state(rec, booted, &hw.running_version);
+            let (state, keep) = start_state(rec, booted);
             if rec.is_some_and(|r| r.state == FirmwareState::Writing.as_str()) {
                 log::warn!(
                     "firmware: slot {} was being written when bmcd stopped: now Invalid",
@@ -546,13 +544,21 @@ impl Firmware {
     ) -> Result<u64, FirmwareError> {
         {
             let mut u = lock(&self.updating);
-            if let Some(slot) = u.as_ref() {
-                return Err(FirmwareError::Busy(format!(
-                    "an update is writing slot {slot}"
-                )));
+            match u.as_deref() {
+                Some(VERIFYING) => {
+                    return Err(FirmwareError::Busy(
+                        "another image is being verified for an update".into(),
+                    ))
+                }
+                Some(slot) => {
+                    return Err(FirmwareError::Busy(format!(
+                        "an update is writing slot {slot}"
+                    )))
+                }
+                None => {}
             }
             // Claimed for the preflight; the slot name comes after it.
-            *u = Some(String::from("(verifying)"));
+            *u = Some(VERIFYING.to_owned());
         }
         let me = self.clone();
         let prepared = match off_runtime(move || me.preflight(image, opts)).await {
@@ -597,10 +603,17 @@ impl Firmware {
     fn run_update(self: Arc<Self>, task: TaskHandle, mut p: Prepared) {
         let target = p.target;
         let name = self.slots[target].name.clone();
-        let r = self.write_and_check(&task, &mut p);
+        let r = self.write_and_check(&task, &mut p).and_then(|digest| {
+            // The commit point: no Cancel after this. One accepted just
+            // before it still wins.
+            task.set_cancellable(false);
+            if self.stop_requested(&task) {
+                return Err(FirmwareError::Cancelled);
+            }
+            Ok(digest)
+        });
         match r {
             Ok(digest) => {
-                task.set_cancellable(false);
                 let m = &p.manifest;
                 let size = m.payload_len();
                 let staged = self.set_slot(target, |s| {
@@ -712,6 +725,20 @@ impl Firmware {
         ));
         self.set_slot(p.target, |s| s.clear(FirmwareState::Writing))
             .map_err(FirmwareError::Persist)?;
+        // A pending activation of the slot about to be overwritten is
+        // undone first: a reboot in the middle must not start half an image.
+        let booted = self.state.borrow().booted.clone();
+        let next = self.boot.boot_next().map_err(FirmwareError::Hardware)?;
+        if next == slot.name {
+            self.boot
+                .set_boot_next(&booted)
+                .map_err(FirmwareError::Hardware)?;
+            log::info!(
+                "firmware: slot {} was to boot next; {booted} boots next while it is written",
+                slot.name
+            );
+            self.refresh_boot_next();
+        }
         task.phase("Write");
         task.message(&format!("writing slot {}", slot.name));
         let total = p.manifest.payload_len();

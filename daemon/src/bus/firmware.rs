@@ -145,11 +145,12 @@ impl FirmwareManagerIface {
     fn boot_next(&self) -> String {
         self.state.borrow().boot_next.clone()
     }
-    #[zbus(property)]
+    /// Fixed while bmcd runs (a reboot restarts it).
+    #[zbus(property(emits_changed_signal = "const"))]
     fn booted_now(&self) -> String {
         self.state.borrow().booted.clone()
     }
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn machine(&self) -> String {
         self.state.borrow().machine.clone()
     }

@@ -184,12 +184,12 @@ fn start_states_follow_the_record() {
         ..Record::default()
     };
     use FirmwareState::*;
-    assert_eq!(start_state(Some(&rec(Writing)), false, "1").0, Invalid);
-    assert_eq!(start_state(Some(&rec(Active)), false, "1").0, Backup);
-    assert_eq!(start_state(Some(&rec(Staged)), false, "1").0, Staged);
-    assert_eq!(start_state(Some(&rec(Staged)), true, "1"), (Active, true));
-    assert_eq!(start_state(None, true, "1"), (Active, false));
-    assert_eq!(start_state(None, false, "1").0, Empty);
+    assert_eq!(start_state(Some(&rec(Writing)), false).0, Invalid);
+    assert_eq!(start_state(Some(&rec(Active)), false).0, Backup);
+    assert_eq!(start_state(Some(&rec(Staged)), false).0, Staged);
+    assert_eq!(start_state(Some(&rec(Staged)), true), (Active, true));
+    assert_eq!(start_state(None, true), (Active, false));
+    assert_eq!(start_state(None, false).0, Empty);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,6 +228,19 @@ async fn an_update_stages_the_other_slot_and_never_touches_the_booted_one() {
     r.fw.rollback().await.unwrap();
     assert_eq!(r.fw.snapshot().boot_next, "bmc_b");
     r.fw.rollback().await.unwrap();
+    assert_eq!(r.fw.snapshot().boot_next, "bmc_a");
+    // Writing a slot that was to boot next takes the activation back
+    // first; without activate it stays with the running slot.
+    r.fw.activate("bmc_b".into()).await.unwrap();
+    let id =
+        r.fw.start_update(
+            image(&r, "1.2.0", &payload[..1000], &["sim"]),
+            UpdateOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait_final(&r, id).await.state, TaskState::Completed);
     assert_eq!(r.fw.snapshot().boot_next, "bmc_a");
 }
 
