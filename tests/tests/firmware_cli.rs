@@ -234,9 +234,10 @@ fn tampered_payload_fails_the_task_with_exit_9() {
 #[test]
 fn no_wait_busy_and_cancel() {
     let kit = FwKit::new();
-    // 4 MiB at 1 MiB/s: long enough to be caught running.
-    let env = env(&kit, MIB);
-    let img = kit.image(&ImageSpec::new("2.0.0", 4 * MIB));
+    // 6 MiB at 512 KiB/s: 12 s to be caught running (it is cancelled
+    // long before, so the test does not wait that long).
+    let env = env(&kit, MIB / 2);
+    let img = kit.image(&ImageSpec::new("2.0.0", 6 * MIB));
     let r = env.bmcctl(&["-q", "--yes", "firmware", "update", s(&img), "--no-wait"]);
     r.success();
     let id = r.stdout.trim().to_owned();
