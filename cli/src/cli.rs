@@ -29,11 +29,13 @@ Examples:
   bmcctl fan mode manual --level 60 --timeout 300
   bmcctl task list
   bmcctl task wait 12
+  bmcctl firmware list
+  bmcctl firmware update /tmp/bmc-2.0.0.img --activate
   bmcctl --password-stdin chassis policy set AlwaysOn < password-file
   BMCCTL_ADDRESS=unix:path=/tmp/bus bmcctl chassis status
 
 Re-authentication: sensitive changes (power restore policy, manual fan
-override) need your password again; bmcd asks for it per change. On a
+override, firmware update, activate, rollback) need your password again; bmcd asks for it per change. On a
 terminal bmcctl prompts `Password for USER:` (3 tries). Scripts pass
 --password-stdin (the first line of stdin, read only when bmcd asks). With
 --no-ask-password, --json or no terminal, and without --password-stdin, such a
@@ -43,15 +45,16 @@ change fails with exit 3. A password longer than 512 bytes is refused
 Exit codes: 0 ok, 1 failure, 2 invalid argument or usage, 3 permission or
 authentication denied (also wrong password, locked out), 4 not found, 5 busy,
 6 timeout, 7 the task was cancelled, 8 the task was interrupted (bmcd stopped
-while it ran), 130 Ctrl-C while waiting for a task (the task goes on). A task
-that failed exits with the code of its error.";
+while it ran), 9 firmware image refused, 10 writing a firmware slot failed,
+130 Ctrl-C while waiting for a task (the task goes on). A task that failed
+exits with the code of its error.";
 
 /// Command-line client of bmcd, the BMC management daemon.
 #[derive(Debug, Parser)]
 #[command(
     name = "bmcctl",
     version,
-    about = "Control the server's chassis power and fans through bmcd",
+    about = "Control the server's chassis power, fans and BMC firmware through bmcd",
     after_help = ROOT_EXAMPLES,
     max_term_width = 100
 )]
@@ -150,6 +153,24 @@ Examples:
     Task {
         #[command(subcommand)]
         cmd: TaskCmd,
+    },
+    /// BMC firmware: slots, signed updates, boot selection, rollback
+    #[command(after_help = "\
+The BMC has two firmware slots, bmc_a and bmc_b: one runs, the other takes
+updates. An update writes the signed image into the slot that is not running
+and reads it back; `activate` (or `update --activate`) makes a slot boot at
+the next BMC restart, `rollback` goes back to the other one.
+
+Examples:
+  bmcctl firmware list
+  bmcctl firmware show bmc_b
+  bmcctl firmware inspect /tmp/bmc-2.0.0.img
+  bmcctl firmware update /tmp/bmc-2.0.0.img --activate
+  bmcctl firmware activate bmc_b
+  bmcctl firmware rollback")]
+    Firmware {
+        #[command(subcommand)]
+        cmd: FirmwareCmd,
     },
     /// Show who bmcd sees calling: uid, user name and role
     #[command(after_help = "\
@@ -404,6 +425,119 @@ Examples:
         #[arg(long = "timeout", id = "override_timeout", value_name = "S")]
         timeout: Option<u32>,
     },
+}
+
+/// A firmware image file (opened by bmcctl, read-only; bmcd gets the open
+/// file, never the path).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ImageFile {
+    /// The signed image file (made with `bmcimage pack`)
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+}
+
+/// The `SLOT` of `firmware show|activate`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct SlotName {
+    /// The slot's name, as in `bmcctl firmware list` (bmc_a, bmc_b)
+    #[arg(value_name = "SLOT")]
+    pub slot: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum FirmwareCmd {
+    /// List the firmware slots, the running one and the one that boots next
+    #[command(after_help = "\
+Columns: SLOT, COMPONENT, STATE (Active: running; Backup: a good image, the
+rollback target; Staged: updated, not booted yet; Writing; Invalid; Empty),
+VERSION, BUILD DATE, INSTALLED (UTC), BOOT (running, next).
+
+Examples:
+  bmcctl firmware list
+  bmcctl firmware list --json")]
+    List,
+    /// Show every property of a firmware slot (digest, size, capacity...)
+    #[command(after_help = "\
+Examples:
+  bmcctl firmware show bmc_a
+  bmcctl firmware show bmc_b --json")]
+    Show(SlotName),
+    /// Check an image without installing it: manifest, signature, fit
+    #[command(after_help = "\
+bmcd checks the signature against its trusted keys, the machine, the version
+against the running one and the size against the slot; nothing is written.
+With --payload it also reads every payload and checks its SHA-256 (reads the
+whole file).
+
+Exit codes: 0 the image can be installed; 9 it cannot (the reason is on
+stderr; with --json in the document too).
+
+Examples:
+  bmcctl firmware inspect /tmp/bmc-2.0.0.img
+  bmcctl firmware inspect /tmp/bmc-2.0.0.img --payload --json")]
+    Inspect {
+        #[command(flatten)]
+        image: ImageFile,
+        /// Also read the payload and check its digest
+        #[arg(long)]
+        payload: bool,
+    },
+    /// Install a signed image into the slot that is not running
+    #[command(after_help = "\
+bmcctl opens FILE, asks bmcd what it is, says what will be installed where
+and asks for confirmation (--yes in scripts; without a terminal or with
+--json it refuses otherwise). Needs the Administrator role and your password
+again (re-authentication; see `bmcctl --help`).
+
+bmcd runs the update as a task (phases Verify, Write, ReadBack); bmcctl waits
+for it with a progress bar (see `bmcctl task wait --help`). Ctrl-C stops the
+waiting, not the update; `bmcctl task cancel ID` cancels it until the slot is
+Staged. The running slot is never written.
+
+Exit codes: 0 installed; 9 image refused (signature, machine, downgrade
+without --force-version, too large, content not matching its manifest);
+10 writing or reading back the slot failed; 5 another update runs; 7
+cancelled; 8 interrupted.
+
+Examples:
+  bmcctl firmware update /tmp/bmc-2.0.0.img
+  bmcctl firmware update /tmp/bmc-2.0.0.img --activate --yes
+  bmcctl firmware update /tmp/bmc-1.9.0.img --force-version
+  bmcctl --password-stdin firmware update bmc.img --yes --no-wait < password-file")]
+    Update {
+        #[command(flatten)]
+        image: ImageFile,
+        /// After a good write and read-back, boot the new slot at the next
+        /// BMC restart
+        #[arg(long)]
+        activate: bool,
+        /// Allow a version lower than the running one (a downgrade)
+        #[arg(long)]
+        force_version: bool,
+        /// Print the task's number and return once bmcd has accepted the image
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Boot a slot at the next BMC restart
+    #[command(after_help = "\
+The slot must hold a good image (Active, Backup or Staged). Asks for
+confirmation and needs the Administrator role and re-authentication.
+
+Examples:
+  bmcctl firmware activate bmc_b
+  bmcctl --yes --password-stdin firmware activate bmc_a < password-file")]
+    Activate(SlotName),
+    /// Boot the other slot next, or cancel a pending activation
+    #[command(after_help = "\
+If another slot than the running one is to boot next, it goes back to the
+running one; otherwise the other BMC slot (Backup or Staged) boots next.
+Asks for confirmation and needs the Administrator role and
+re-authentication.
+
+Examples:
+  bmcctl firmware rollback
+  bmcctl firmware rollback --yes --json")]
+    Rollback,
 }
 
 /// The call timeout, added to every level (see [`Global`]).
@@ -668,9 +802,15 @@ mod tests {
             res("c pow of --force").unwrap(),
             "chassis power off --force"
         );
-        assert_eq!(res("f l").unwrap(), "fan list");
+        assert_eq!(res("fa l").unwrap(), "fan list");
+        assert_eq!(res("fi l").unwrap(), "firmware list");
         assert_eq!(
-            res("f mo ma --level 5").unwrap(),
+            res("fi u /tmp/x.img --act").unwrap(),
+            "firmware update /tmp/x.img --act"
+        );
+        assert_eq!(res("fi ro").unwrap(), "firmware rollback");
+        assert_eq!(
+            res("fa mo ma --level 5").unwrap(),
             "fan mode manual --level 5"
         );
         assert_eq!(
@@ -728,7 +868,14 @@ mod tests {
         assert_eq!(names, ["status", "power", "identify", "policy", "help"]);
         let e = res("zz").unwrap_err();
         let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
-        assert_eq!(names, ["chassis", "fan", "task", "whoami", "help"]);
+        assert_eq!(
+            names,
+            ["chassis", "fan", "task", "firmware", "whoami", "help"]
+        );
+        // `f` is fan or firmware: both are listed.
+        let e = res("f l").unwrap_err();
+        let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["fan", "firmware"]);
     }
 
     #[test]
@@ -775,7 +922,7 @@ mod tests {
     fn password_options_are_global_flags() {
         let (cli, _) = parse("ch pol set AlwaysOn --password-stdin").unwrap();
         assert!(cli.global.password_stdin && !cli.global.no_ask_password);
-        let (cli, _) = parse("--no-ask-password f mo ma --level 5").unwrap();
+        let (cli, _) = parse("--no-ask-password fa mo ma --level 5").unwrap();
         assert!(cli.global.no_ask_password && !cli.global.password_stdin);
         let (cli, _) = parse("fan --password-stdin mode --no-ask-password auto").unwrap();
         assert!(cli.global.password_stdin && cli.global.no_ask_password);
@@ -858,6 +1005,76 @@ mod tests {
             panic!("wrong command");
         };
         assert!(p.no_wait);
+    }
+
+    #[test]
+    fn firmware_commands_parse() {
+        let fw = |s: &str| match parse(s) {
+            Ok((
+                Cli {
+                    command: Cmd::Firmware { cmd },
+                    global,
+                },
+                _,
+            )) => Some((cmd, global.yes, global.json)),
+            _ => None,
+        };
+        assert_eq!(
+            fw("firmware update /tmp/a.img --activate --force-version --no-wait --yes"),
+            Some((
+                FirmwareCmd::Update {
+                    image: ImageFile {
+                        file: "/tmp/a.img".into()
+                    },
+                    activate: true,
+                    force_version: true,
+                    no_wait: true,
+                },
+                true,
+                false
+            ))
+        );
+        assert_eq!(
+            fw("fi ins a.img --payload --json"),
+            Some((
+                FirmwareCmd::Inspect {
+                    image: ImageFile {
+                        file: "a.img".into()
+                    },
+                    payload: true,
+                },
+                false,
+                true
+            ))
+        );
+        assert_eq!(
+            fw("fi sh bmc_b").map(|f| f.0),
+            Some(FirmwareCmd::Show(SlotName {
+                slot: "bmc_b".into()
+            }))
+        );
+        assert_eq!(
+            fw("fi act bmc_a -y").map(|f| (f.0, f.1)),
+            Some((
+                FirmwareCmd::Activate(SlotName {
+                    slot: "bmc_a".into()
+                }),
+                true
+            ))
+        );
+        assert_eq!(fw("fi rollback").map(|f| f.0), Some(FirmwareCmd::Rollback));
+        assert!(fw("firmware update").is_none(), "FILE is required");
+        assert!(fw("firmware activate").is_none(), "SLOT is required");
+        assert!(fw("firmware rollback extra").is_none());
+        for path in [["firmware", "update"], ["firmware", "activate"]] {
+            let mut c = command();
+            let mut sub = &mut c;
+            for p in path {
+                sub = sub.find_subcommand_mut(p).unwrap();
+            }
+            let help = sub.render_long_help().to_string();
+            assert!(help.contains("re-authentication"), "{help}");
+        }
     }
 
     #[test]

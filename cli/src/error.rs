@@ -6,10 +6,10 @@
 //! |-----:|---------|
 //! | 0 | success (also `--help`, `--version`) |
 //! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, bmcd stopped while bmcctl waited for a task, cannot connect to the bus, the operator answered "no", the pager failed (exited non-zero or was killed, other than by SIGINT, SIGQUIT or SIGPIPE; said on stderr) |
-//! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, a password bmcd could never accept (longer than 512 bytes, not UTF-8, a NUL byte; refused without sending it), `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs` |
-//! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired` (also when no password may be asked for: no terminal, `--json` or `--no-ask-password` without `--password-stdin`), `AuthenticationFailed` (wrong password, after the last try), `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy) |
-//! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` (e.g. `task show` of an unknown or expired task), a task removed while bmcctl waited for it |
-//! | 5 | busy: `org.bmcd.Error.Busy` (another transition is under way) |
+//! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, a password bmcd could never accept (longer than 512 bytes, not UTF-8, a NUL byte; refused without sending it), `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs`, a firmware image that is not a regular file, a malformed slot name |
+//! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired` (also when no password may be asked for: no terminal, `--json` or `--no-ask-password` without `--password-stdin`), `AuthenticationFailed` (wrong password, after the last try), `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy), a firmware image bmcctl may not open |
+//! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` (e.g. `task show` of an unknown or expired task), a task removed while bmcctl waited for it, a firmware image file that does not exist, an unknown firmware slot |
+//! | 5 | busy: `org.bmcd.Error.Busy` (another transition or firmware update is under way) |
 //! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout` |
 //! | 7 | cancelled: the task bmcctl waited for ended `Cancelled` (`org.bmcd.Error.Cancelled`) |
 //! | 8 | interrupted: the task bmcctl waited for ended `Interrupted`, bmcd stopped or died while it ran (`org.bmcd.Error.Interrupted`) |
@@ -97,6 +97,8 @@ pub mod names {
     pub const TASK_FAILED: &str = "bmcctl.Error.TaskFailed";
     pub const UNKNOWN_OBJECT: &str = "org.freedesktop.DBus.Error.UnknownObject";
     pub const PROTOCOL: &str = "bmcctl.Error.Protocol";
+    /// A local file (a firmware image) could not be opened or read.
+    pub const FILE: &str = "bmcctl.Error.File";
     /// A password refused locally (too long, not UTF-8, NUL); never sent.
     pub const PASSWORD: &str = "bmcctl.Error.Password";
     pub const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";

@@ -60,7 +60,17 @@ fn run(args: Vec<OsString>) -> i32 {
         no_pager: g.no_pager,
     };
     match commands::run(parsed.command, &ctx) {
-        Ok(out) => output::emit(&out, mode).code(),
+        Ok(out) => {
+            let shown = output::emit(&out, mode);
+            match &out.failure {
+                // The document already carries the error (`render_json`).
+                Some(e) => {
+                    output::emit_stderr(&output::render_error_human(e));
+                    e.exit.code()
+                }
+                None => shown.code(),
+            }
+        }
         Err(e) => fail(&e, g.json),
     }
 }

@@ -218,6 +218,11 @@ pub struct Item {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Output {
     pub items: Vec<Item>,
+    /// Shown like the output, then reported as this error (its line on
+    /// stderr, `error` in the JSON document, its exit code): for a verdict
+    /// that is itself the data asked for (`firmware inspect` of an image
+    /// that cannot be installed).
+    pub failure: Option<CliError>,
 }
 
 impl Output {
@@ -260,6 +265,12 @@ impl Output {
             block: Block::Notice(text.into()),
             role: Role::Notice,
         });
+        self
+    }
+
+    /// Show everything, then fail with `e` (see [`Output::failure`]).
+    pub fn fail_with(mut self, e: CliError) -> Self {
+        self.failure = Some(e);
         self
     }
 
@@ -415,6 +426,9 @@ pub fn render_json(out: &Output) -> String {
                     (Block::Notice(_) | Block::Line(_), _) => {}
                 }
             }
+            if let Some(e) = &out.failure {
+                obj.insert("error".into(), error_member(e));
+            }
             Json::Object(obj)
         }
     };
@@ -425,6 +439,16 @@ pub fn render_json(out: &Output) -> String {
 
 /// The JSON document of an error.
 pub fn render_error_json(e: &CliError) -> String {
+    let mut doc = e.json.clone().unwrap_or_default();
+    doc.insert("error".into(), error_member(e));
+    let mut s =
+        serde_json::to_string_pretty(&Json::Object(doc)).unwrap_or_else(|_| "{}".to_owned());
+    s.push('\n');
+    s
+}
+
+/// `{"name":…,"message":…,"exit_code":…}` (and the choices, if any).
+fn error_member(e: &CliError) -> Json {
     let mut err = Map::new();
     err.insert("name".into(), Json::String(e.name.clone()));
     err.insert("message".into(), Json::String(e.message.clone()));
@@ -445,12 +469,7 @@ pub fn render_error_json(e: &CliError) -> String {
             .collect();
         err.insert("choices".into(), Json::Array(choices));
     }
-    let mut doc = e.json.clone().unwrap_or_default();
-    doc.insert("error".into(), Json::Object(err));
-    let mut s =
-        serde_json::to_string_pretty(&Json::Object(doc)).unwrap_or_else(|_| "{}".to_owned());
-    s.push('\n');
-    s
+    Json::Object(err)
 }
 
 /// The human text of an error for stderr: one line, then the choices if any.

@@ -4,6 +4,7 @@
 
 pub mod chassis;
 pub mod fan;
+pub mod firmware;
 pub mod task;
 pub mod whoami;
 
@@ -49,6 +50,7 @@ pub fn run(cmd: Cmd, ctx: &Ctx) -> Result<Output, CliError> {
         Cmd::Chassis { cmd } => chassis::run(cmd, ctx),
         Cmd::Fan { cmd } => fan::run(cmd, ctx),
         Cmd::Task { cmd } => task::run(cmd, ctx),
+        Cmd::Firmware { cmd } => firmware::run(cmd, ctx),
         Cmd::Whoami => whoami::run(ctx),
     }
 }
