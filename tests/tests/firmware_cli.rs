@@ -30,9 +30,9 @@ fn list(env: &Env) -> Value {
 }
 
 fn slot<'a>(list: &'a Value, name: &str) -> &'a Value {
-    list["slots"]
+    list["Slots"]
         .as_array()
-        .and_then(|a| a.iter().find(|s| s["slot"] == name))
+        .and_then(|a| a.iter().find(|s| s["Slot"] == name))
         .unwrap_or_else(|| panic!("no slot {name} in {list}"))
 }
 
@@ -40,11 +40,11 @@ fn slot<'a>(list: &'a Value, name: &str) -> &'a Value {
 #[track_caller]
 fn untouched(env: &Env) {
     let l = list(env);
-    assert_eq!(l["booted_now"], "bmc_a", "{l}");
-    assert_eq!(l["boot_next"], "bmc_a", "{l}");
-    assert_eq!(slot(&l, "bmc_a")["state"], "Active", "{l}");
-    assert_eq!(slot(&l, "bmc_b")["state"], "Empty", "{l}");
-    assert!(l["update_task"].is_null(), "{l}");
+    assert_eq!(l["BootedNow"], "bmc_a", "{l}");
+    assert_eq!(l["BootNext"], "bmc_a", "{l}");
+    assert_eq!(slot(&l, "bmc_a")["State"], "Active", "{l}");
+    assert_eq!(slot(&l, "bmc_b")["State"], "Empty", "{l}");
+    assert!(l["UpdateTask"].is_null(), "{l}");
 }
 
 #[track_caller]
@@ -61,7 +61,7 @@ fn update_end_to_end() {
     let img = kit.image(&spec);
 
     let l = list(&env);
-    assert_eq!(l["machine"], "sim");
+    assert_eq!(l["Machine"], "sim");
     untouched(&env);
     env.bmcctl(&["firmware", "list"])
         .success()
@@ -107,19 +107,19 @@ fn update_end_to_end() {
     let l = list(&env);
     let b = slot(&l, "bmc_b");
     assert_eq!(
-        (b["state"].as_str(), b["version"].as_str()),
+        (b["State"].as_str(), b["Version"].as_str()),
         (Some("Staged"), Some("2.0.0"))
     );
-    assert!(b["install_time"].is_string(), "{l}");
-    assert_eq!(l["boot_next"], "bmc_a", "not activated: {l}");
+    assert!(b["InstallTime"].is_string(), "{l}");
+    assert_eq!(l["BootNext"], "bmc_a", "not activated: {l}");
     let show = env.bmcctl(&["--json", "firmware", "show", "bmc_b"]);
     show.success();
     let v = show.json();
-    assert_eq!(v["digest"], digest.as_str(), "{v}");
-    assert_eq!(v["size"], spec.size, "{v}");
-    assert_eq!(v["capacity"], SLOT_SIZE, "{v}");
+    assert_eq!(v["Digest"], digest.as_str(), "{v}");
+    assert_eq!(v["Size"], spec.size, "{v}");
+    assert_eq!(v["Capacity"], SLOT_SIZE, "{v}");
     assert_eq!(
-        (v["running"].as_bool(), v["boots_next"].as_bool()),
+        (v["Running"].as_bool(), v["BootsNext"].as_bool()),
         (Some(false), Some(false))
     );
     env.bmcctl(&["firmware", "show", "bmc_b"])
@@ -142,7 +142,7 @@ fn update_end_to_end() {
     assert_eq!(doc["Result"]["slot"], "bmc_b", "{doc}");
     assert_eq!(doc["Result"]["activated"], true, "{doc}");
     assert_eq!(doc["Result"]["digest"], digest.as_str(), "{doc}");
-    assert_eq!(list(&env)["boot_next"], "bmc_b");
+    assert_eq!(list(&env)["BootNext"], "bmc_b");
     env.bmcctl(&["firmware", "list"])
         .success()
         .stdout_has("Boots next:    bmc_b");
@@ -226,9 +226,9 @@ fn tampered_payload_fails_the_task_with_exit_9() {
     assert_eq!(doc["State"], "Failed", "{doc}");
     assert_eq!(doc["error"]["name"], "org.bmcd.Error.InvalidImage", "{doc}");
     let l = list(&env);
-    assert_eq!(slot(&l, "bmc_b")["state"], "Invalid", "{l}");
-    assert_eq!(l["boot_next"], "bmc_a", "{l}");
-    assert_eq!(slot(&l, "bmc_a")["state"], "Active", "{l}");
+    assert_eq!(slot(&l, "bmc_b")["State"], "Invalid", "{l}");
+    assert_eq!(l["BootNext"], "bmc_a", "{l}");
+    assert_eq!(slot(&l, "bmc_a")["State"], "Active", "{l}");
 }
 
 #[test]
@@ -245,7 +245,7 @@ fn no_wait_busy_and_cancel() {
     // While it runs: list names the task; a second update is Busy (5).
     let l = list(&env);
     assert_eq!(
-        l["update_task"],
+        l["UpdateTask"],
         format!("/org/bmcd/tasks/{id}").as_str(),
         "{l}"
     );
@@ -255,8 +255,8 @@ fn no_wait_busy_and_cancel() {
     env.bmcctl(&["task", "cancel", &id]).success();
     env.bmcctl(&["task", "wait", &id]).expect_code(7);
     let l = list(&env);
-    assert_eq!(slot(&l, "bmc_b")["state"], "Invalid", "{l}");
-    assert!(l["update_task"].is_null(), "{l}");
+    assert_eq!(slot(&l, "bmc_b")["State"], "Invalid", "{l}");
+    assert!(l["UpdateTask"].is_null(), "{l}");
 
     // --json --no-wait: Id and Path; then wait for it.
     let env2 = Env::with(|cfg| set_firmware(cfg, &kit, SLOT_SIZE, 0));
@@ -274,7 +274,7 @@ fn no_wait_busy_and_cancel() {
     let path = v["Path"].as_str().unwrap_or_default().to_owned();
     assert!(path.starts_with("/org/bmcd/tasks/"), "{v}");
     env2.bmcctl(&["task", "wait", &path]).success();
-    assert_eq!(slot(&list(&env2), "bmc_b")["state"], "Staged");
+    assert_eq!(slot(&list(&env2), "bmc_b")["State"], "Staged");
 }
 
 #[test]
@@ -297,16 +297,16 @@ fn activate_and_rollback() {
     let img = kit.image(&ImageSpec::new("2.0.0", 64 * 1024));
     env.bmcctl(&["--yes", "firmware", "update", s(&img)])
         .success();
-    assert_eq!(list(&env)["boot_next"], "bmc_a");
+    assert_eq!(list(&env)["BootNext"], "bmc_a");
 
     let r = env.bmcctl(&["--json", "--yes", "firmware", "activate", "bmc_b"]);
     r.success();
     let v = r.json();
     assert_eq!(
         (
-            v["action"].as_str(),
-            v["boot_next"].as_str(),
-            v["booted_now"].as_str()
+            v["Action"].as_str(),
+            v["BootNext"].as_str(),
+            v["BootedNow"].as_str()
         ),
         (Some("activate"), Some("bmc_b"), Some("bmc_a")),
         "{v}"
@@ -315,17 +315,17 @@ fn activate_and_rollback() {
     env.bmcctl(&["--yes", "firmware", "rollback"])
         .success()
         .stdout_has("bmc_a (running) boots next");
-    assert_eq!(list(&env)["boot_next"], "bmc_a");
+    assert_eq!(list(&env)["BootNext"], "bmc_a");
     // Rollback with none pending: the other good slot.
     let r = env.bmcctl(&["--json", "--yes", "firmware", "rollback"]);
     r.success();
-    assert_eq!(r.json()["boot_next"], "bmc_b");
+    assert_eq!(r.json()["BootNext"], "bmc_b");
     env.bmcctl(&["--yes", "firmware", "activate", "bmc_a"])
         .success()
         .stdout_has("bmc_a (running) boots next");
     env.bmcctl(&["--yes", "firmware", "activate", "bmc_z"])
         .expect_code(4);
-    assert_eq!(list(&env)["boot_next"], "bmc_a");
+    assert_eq!(list(&env)["BootNext"], "bmc_a");
 }
 
 #[test]
@@ -370,19 +370,19 @@ fn update_activate_rollback_need_re_authentication() {
         None,
     )
     .expect_code(3);
-    assert_eq!(list(&env)["boot_next"], "bmc_a");
+    assert_eq!(list(&env)["BootNext"], "bmc_a");
     env.bmcctl_as(
         &root,
         &["--yes", "--password-stdin", "firmware", "activate", "bmc_b"],
         Some(&pw),
     )
     .success();
-    assert_eq!(list(&env)["boot_next"], "bmc_b");
+    assert_eq!(list(&env)["BootNext"], "bmc_b");
     env.bmcctl_as(
         &root,
         &["--yes", "--password-stdin", "firmware", "rollback"],
         Some(&pw),
     )
     .success();
-    assert_eq!(list(&env)["boot_next"], "bmc_a");
+    assert_eq!(list(&env)["BootNext"], "bmc_a");
 }

@@ -31,34 +31,34 @@ type Props = HashMap<String, OwnedValue>;
 
 // The manager's properties (top level of `list`, results of activate and
 // rollback). JSON keys in snake case, as the firmware documents use.
-const BOOTED_NOW: FieldSpec = FieldSpec::new("booted_now", "Running slot");
-const BOOT_NEXT: FieldSpec = FieldSpec::new("boot_next", "Boots next");
-const MACHINE: FieldSpec = FieldSpec::new("machine", "Machine");
-const UPDATE_TASK: FieldSpec = FieldSpec::new("update_task", "Update task");
-const ACTION: FieldSpec = FieldSpec::new("action", "Action");
+const BOOTED_NOW: FieldSpec = FieldSpec::new("BootedNow", "Running slot");
+const BOOT_NEXT: FieldSpec = FieldSpec::new("BootNext", "Boots next");
+const MACHINE: FieldSpec = FieldSpec::new("Machine", "Machine");
+const UPDATE_TASK: FieldSpec = FieldSpec::new("UpdateTask", "Update task");
+const ACTION: FieldSpec = FieldSpec::new("Action", "Action");
 
 // `firmware list` columns.
-const COL_SLOT: FieldSpec = FieldSpec::new("slot", "SLOT");
-const COL_COMPONENT: FieldSpec = FieldSpec::new("component", "COMPONENT");
-const COL_STATE: FieldSpec = FieldSpec::new("state", "STATE");
-const COL_VERSION: FieldSpec = FieldSpec::new("version", "VERSION");
-const COL_BUILD: FieldSpec = FieldSpec::new("build_date", "BUILD DATE");
-const COL_INSTALLED: FieldSpec = FieldSpec::new("install_time", "INSTALLED");
-const COL_BOOT: FieldSpec = FieldSpec::new("boot", "BOOT");
+const COL_SLOT: FieldSpec = FieldSpec::new("Slot", "SLOT");
+const COL_COMPONENT: FieldSpec = FieldSpec::new("Component", "COMPONENT");
+const COL_STATE: FieldSpec = FieldSpec::new("State", "STATE");
+const COL_VERSION: FieldSpec = FieldSpec::new("Version", "VERSION");
+const COL_BUILD: FieldSpec = FieldSpec::new("BuildDate", "BUILD DATE");
+const COL_INSTALLED: FieldSpec = FieldSpec::new("InstallTime", "INSTALLED");
+const COL_BOOT: FieldSpec = FieldSpec::new("Boot", "BOOT");
 
 // `firmware show` labels.
-const SLOT: FieldSpec = FieldSpec::new("slot", "Slot");
-const PATH: FieldSpec = FieldSpec::new("path", "Object path");
-const COMPONENT: FieldSpec = FieldSpec::new("component", "Component");
-const STATE: FieldSpec = FieldSpec::new("state", "State");
-const VERSION: FieldSpec = FieldSpec::new("version", "Version");
-const BUILD_DATE: FieldSpec = FieldSpec::new("build_date", "Build date");
-const INSTALLED: FieldSpec = FieldSpec::new("install_time", "Installed");
-const SIZE: FieldSpec = FieldSpec::new("size", "Size");
-const CAPACITY: FieldSpec = FieldSpec::new("capacity", "Capacity");
-const DIGEST: FieldSpec = FieldSpec::new("digest", "Digest (SHA-256)");
-const RUNNING: FieldSpec = FieldSpec::new("running", "Running now");
-const BOOTS_NEXT: FieldSpec = FieldSpec::new("boots_next", "Boots next");
+const SLOT: FieldSpec = FieldSpec::new("Slot", "Slot");
+const PATH: FieldSpec = FieldSpec::new("Path", "Object path");
+const COMPONENT: FieldSpec = FieldSpec::new("Component", "Component");
+const STATE: FieldSpec = FieldSpec::new("State", "State");
+const VERSION: FieldSpec = FieldSpec::new("Version", "Version");
+const BUILD_DATE: FieldSpec = FieldSpec::new("BuildDate", "Build date");
+const INSTALLED: FieldSpec = FieldSpec::new("InstallTime", "Installed");
+const SIZE: FieldSpec = FieldSpec::new("Size", "Size");
+const CAPACITY: FieldSpec = FieldSpec::new("Capacity", "Capacity");
+const DIGEST: FieldSpec = FieldSpec::new("Digest", "Digest (SHA-256)");
+const RUNNING: FieldSpec = FieldSpec::new("Running", "Running now");
+const BOOTS_NEXT: FieldSpec = FieldSpec::new("BootsNext", "Boots next");
 
 // `firmware inspect`: the keys of bmcd's answer, as it sends them.
 const I_FILE: FieldSpec = FieldSpec::new("file", "File");
@@ -359,7 +359,7 @@ fn slots_table(slots: &[Slot], m: &Manager) -> Table {
 fn list_output(slots: &[Slot], m: &Manager) -> Output {
     Output::new()
         .record(None, m.record())
-        .table(Some("slots"), slots_table(slots, m))
+        .table(Some("Slots"), slots_table(slots, m))
 }
 
 fn list(ctx: &Ctx) -> Result<Output, CliError> {
@@ -1016,15 +1016,15 @@ mod tests {
              bmc_b  bmc        Staged  2.0.0    2026-12-03T10:00:00Z  2024-05-01T12:34:56Z  next\n"
         );
         let v: serde_json::Value = serde_json::from_str(&render_json(&out)).unwrap();
-        assert_eq!(v["booted_now"], "bmc_a");
-        assert_eq!(v["boot_next"], "bmc_b");
-        assert_eq!(v["machine"], "sim");
-        assert!(v["update_task"].is_null());
-        assert_eq!(v["slots"][0]["slot"], "bmc_a");
-        assert_eq!(v["slots"][0]["boot"], "running");
-        assert_eq!(v["slots"][1]["state"], "Staged");
-        assert_eq!(v["slots"][1]["install_time"], "2024-05-01T12:34:56Z");
-        assert!(v["slots"][0]["install_time"].is_null());
+        assert_eq!(v["BootedNow"], "bmc_a");
+        assert_eq!(v["BootNext"], "bmc_b");
+        assert_eq!(v["Machine"], "sim");
+        assert!(v["UpdateTask"].is_null());
+        assert_eq!(v["Slots"][0]["Slot"], "bmc_a");
+        assert_eq!(v["Slots"][0]["Boot"], "running");
+        assert_eq!(v["Slots"][1]["State"], "Staged");
+        assert_eq!(v["Slots"][1]["InstallTime"], "2024-05-01T12:34:56Z");
+        assert!(v["Slots"][0]["InstallTime"].is_null());
         let same = list_output(&two_slots(), &manager("bmc_a", "bmc_a"));
         assert!(render_console(&same, false).contains("running, next\n"));
     }
@@ -1046,10 +1046,10 @@ mod tests {
         }
         assert!(text.contains(&format!("Digest (SHA-256):  {}\n", "ab".repeat(32))));
         let v: serde_json::Value = serde_json::from_str(&render_json(&out)).unwrap();
-        assert_eq!(v["size"], 1_048_576);
-        assert_eq!(v["capacity"], 100_663_296);
-        assert_eq!(v["digest"], "ab".repeat(32));
-        assert_eq!(v["boots_next"], true);
+        assert_eq!(v["Size"], 1_048_576);
+        assert_eq!(v["Capacity"], 100_663_296);
+        assert_eq!(v["Digest"], "ab".repeat(32));
+        assert_eq!(v["BootsNext"], true);
     }
 
     #[test]
