@@ -253,26 +253,73 @@ async fn off_runtime<T: Send + 'static>(
         .unwrap_or_else(|e| Err(FirmwareError::Internal(format!("firmware worker: {e}"))))
 }
 
-/// Compare two version strings: dot/dash separated parts, numeric parts
-/// numerically, others as text; a version with more parts is higher when
-/// the common parts are equal.
+/// Compare two version strings with semantic-versioning precedence,
+/// tolerant of what BMC images really carry:
+/// - build metadata after `+` is ignored;
+/// - the release (before the first `-`) is compared part by part (`.` or
+///   `_`), numbers numerically, other parts as text (a number is lower
+///   than text); missing parts count as 0, so `1.2` equals `1.2.0`;
+/// - with equal releases, a pre-release (`1.0.0-rc1`, `2.14.0-dev-5-gabc`)
+///   is lower than the release itself, and two pre-releases compare part
+///   by part in the same way.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
-    let split = |s: &str| -> Vec<String> {
-        s.split(['.', '-', '+', '_'])
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    let (pa, pb) = (split(a), split(b));
-    for (x, y) in pa.iter().zip(pb.iter()) {
-        let o = match (x.parse::<u64>(), y.parse::<u64>()) {
-            (Ok(m), Ok(n)) => m.cmp(&n),
-            _ => x.cmp(y),
+    fn part(x: &str, y: &str) -> Ordering {
+        // An empty part (an unknown running version "") counts as 0.
+        let num = |p: &str| {
+            if p.is_empty() {
+                Ok(0)
+            } else {
+                p.parse::<u64>()
+            }
         };
-        if o != Ordering::Equal {
-            return o;
+        match (num(x), num(y)) {
+            (Ok(m), Ok(n)) => m.cmp(&n),
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => x.cmp(y),
         }
     }
-    pa.len().cmp(&pb.len())
+    fn parts(x: &str, y: &str, pad: bool) -> Ordering {
+        let (mut px, mut py) = (x.split(['.', '_']), y.split(['.', '_']));
+        loop {
+            match (px.next(), py.next()) {
+                (None, None) => return Ordering::Equal,
+                (Some(p), Some(q)) => match part(p, q) {
+                    Ordering::Equal => {}
+                    o => return o,
+                },
+                (Some(p), None) if pad => match part(p, "0") {
+                    Ordering::Equal => {}
+                    o => return o,
+                },
+                (None, Some(q)) if pad => match part("0", q) {
+                    Ordering::Equal => {}
+                    o => return o,
+                },
+                // Pre-releases: more parts is higher (semver).
+                (Some(_), None) => return Ordering::Greater,
+                (None, Some(_)) => return Ordering::Less,
+            }
+        }
+    }
+    let strip = |v: &str| v.split('+').next().unwrap_or("").to_owned();
+    let (a, b) = (strip(a), strip(b));
+    let (ra, pa) = a
+        .split_once('-')
+        .map_or((a.as_str(), None), |(r, p)| (r, Some(p)));
+    let (rb, pb) = b
+        .split_once('-')
+        .map_or((b.as_str(), None), |(r, p)| (r, Some(p)));
+    match parts(ra, rb, true) {
+        Ordering::Equal => {}
+        o => return o,
+    }
+    match (pa, pb) {
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => parts(x, y, false),
+    }
 }
 
 /// A slot's state at start-up from its record: an interrupted write is

@@ -319,6 +319,28 @@ fn refusals_change_nothing() {
     );
     assert_eq!(other_file(), other_before);
 
+    // A pipe (whose writer could hold the update forever), a directory and
+    // a write-only descriptor are refused before anything is read.
+    let (pipe_r, pipe_w) = std::os::unix::net::UnixStream::pair().unwrap();
+    let dir = File::open(kit.dir()).unwrap();
+    let write_only = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&signed)
+        .unwrap();
+    for fd in [Fd::from(&pipe_r), Fd::from(&dir), Fd::from(&write_only)] {
+        expect_error(
+            manager(&env).start_update(fd.try_to_owned().unwrap().into(), opts(&[])),
+            "InvalidArgument",
+        );
+        expect_error(
+            manager(&env).inspect(fd, opts(&[])).map(|_| ()),
+            "InvalidArgument",
+        );
+    }
+    drop(pipe_w);
+    assert_eq!(other_file(), other_before);
+    assert_eq!(manager(&env).update_task().unwrap().as_str(), "/");
+
     // Inspect describes, never writes.
     let f = File::open(&signed).unwrap();
     let d = manager(&env)

@@ -42,6 +42,32 @@ fn opt_bool(options: &Options, key: &str) -> Result<bool, Error> {
     }
 }
 
+/// The image must be a regular file (a memfd counts) open for reading: a
+/// pipe or socket whose writer never closes would hold the one update slot
+/// forever, and a device could be anything.
+fn check_image(fd: &OwnedFd) -> Result<(), Error> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::sys::stat::{fstat, SFlag};
+    use std::os::fd::AsFd;
+    let bad = |e: nix::Error| Error::InvalidArgument(format!("the image descriptor: {e}"));
+    let st = fstat(fd.as_fd()).map_err(bad)?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    if kind != SFlag::S_IFREG {
+        return Err(Error::InvalidArgument(
+            "the image must be a regular file (pipes, sockets and devices are refused): \
+             pass a descriptor of the image file, opened for reading"
+                .into(),
+        ));
+    }
+    let flags = OFlag::from_bits_truncate(fcntl(fd.as_fd(), FcntlArg::F_GETFL).map_err(bad)?);
+    if flags & OFlag::O_ACCMODE == OFlag::O_WRONLY {
+        return Err(Error::InvalidArgument(
+            "the image descriptor is open for writing only".into(),
+        ));
+    }
+    Ok(())
+}
+
 fn file(fd: OwnedFd) -> File {
     File::from(std::os::fd::OwnedFd::from(fd))
 }
@@ -72,14 +98,19 @@ impl FirmwareManagerIface {
                 Some(&options),
                 update_options::ALL,
                 args,
-                || {
-                    Ok(UpdateOptions {
-                        activate: opt_bool(&options, update_options::ACTIVATE)?,
-                        force_version: opt_bool(&options, update_options::FORCE_VERSION)?,
-                    })
+                {
+                    let options = &options;
+                    move || {
+                        check_image(&image)?;
+                        let opts = UpdateOptions {
+                            activate: opt_bool(options, update_options::ACTIVATE)?,
+                            force_version: opt_bool(options, update_options::FORCE_VERSION)?,
+                        };
+                        Ok((opts, file(image)))
+                    }
                 },
-                |caller, opts| async move {
-                    let id = self.fw.start_update(file(image), opts, caller.uid).await?;
+                |caller, (opts, image)| async move {
+                    let id = self.fw.start_update(image, opts, caller.uid).await?;
                     self.tasks.expose(id).await
                 },
             )
@@ -122,8 +153,14 @@ impl FirmwareManagerIface {
                 Some(&options),
                 inspect::OPTIONS,
                 String::new(),
-                || opt_bool(&options, inspect::OPT_PAYLOAD),
-                |_, payload| self.fw.inspect(file(image), payload),
+                {
+                    let options = &options;
+                    move || {
+                        check_image(&image)?;
+                        Ok((opt_bool(options, inspect::OPT_PAYLOAD)?, file(image)))
+                    }
+                },
+                |_, (payload, image)| self.fw.inspect(image, payload),
             )
             .await?;
         Ok(answer

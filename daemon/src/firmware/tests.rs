@@ -174,7 +174,28 @@ fn versions_compare_by_parts() {
     assert_eq!(compare_versions("1.10.0", "1.9.9"), Ordering::Greater);
     assert_eq!(compare_versions("1.0.0", "1.0.0"), Ordering::Equal);
     assert_eq!(compare_versions("0.9", "1.0.0"), Ordering::Less);
-    assert_eq!(compare_versions("1.0.0-rc1", "1.0.0"), Ordering::Greater);
+    // Pre-releases are below their release (semver), build metadata is
+    // ignored, missing parts count as 0.
+    assert_eq!(compare_versions("1.0.0-rc1", "1.0.0"), Ordering::Less);
+    assert_eq!(
+        compare_versions("1.0.0-rc.2", "1.0.0-rc.10"),
+        Ordering::Less
+    );
+    assert_eq!(compare_versions("1.0.1-rc1", "1.0.0"), Ordering::Greater);
+    assert_eq!(compare_versions("1.0.0+build5", "1.0.0"), Ordering::Equal);
+    assert_eq!(compare_versions("1.2", "1.2.0"), Ordering::Equal);
+    assert_eq!(compare_versions("1.2.1", "1.2"), Ordering::Greater);
+    assert_eq!(
+        compare_versions("2.14.0-dev-12-gabc", "2.14.0"),
+        Ordering::Less
+    );
+    assert_eq!(
+        compare_versions("1.0.0-alpha", "1.0.0-alpha.1"),
+        Ordering::Less
+    );
+    assert_eq!(compare_versions("1.0.0-1", "1.0.0-alpha"), Ordering::Less);
+    assert_eq!(compare_versions("", ""), Ordering::Equal);
+    assert_eq!(compare_versions("1.0", ""), Ordering::Greater);
 }
 
 #[test]
