@@ -38,8 +38,7 @@ pub struct Config {
     pub firmware: FirmwareConfig,
 }
 
-/// The `firmware` section. (Stub: the storage part is filled in by the
-/// firmware backends step.)
+/// The `firmware` section.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FirmwareConfig {
@@ -49,6 +48,10 @@ pub struct FirmwareConfig {
     /// Directory of trusted public keys (`*.pub`, PEM).
     #[serde(default = "d_keys_dir")]
     pub keys_dir: PathBuf,
+    /// Where the slots are and how the boot loader is told which to
+    /// start; default: the simulator.
+    #[serde(default)]
+    pub storage: FirmwareStorage,
 }
 
 impl Default for FirmwareConfig {
@@ -56,6 +59,7 @@ impl Default for FirmwareConfig {
         FirmwareConfig {
             machine: d_machine(),
             keys_dir: d_keys_dir(),
+            storage: FirmwareStorage::default(),
         }
     }
 }
@@ -65,6 +69,319 @@ fn d_machine() -> String {
 }
 fn d_keys_dir() -> PathBuf {
     PathBuf::from("/etc/bmcd/keys")
+}
+
+/// Firmware storage, tagged by `type` (`sim` or `hardware`), deserialized
+/// by [`Tagged`].
+#[derive(Debug, Clone)]
+pub enum FirmwareStorage {
+    /// Slot files and boot selection under `<state_dir>/sim-firmware/`.
+    Sim(SimFirmwareConfig),
+    /// Real slots (MTD partitions, block devices, files) and a boot loader.
+    Hardware(HwFirmwareConfig),
+}
+
+impl Default for FirmwareStorage {
+    fn default() -> Self {
+        FirmwareStorage::Sim(SimFirmwareConfig::default())
+    }
+}
+
+/// The simulated firmware storage: the two BMC slots `bmc_a` and `bmc_b`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimFirmwareConfig {
+    /// Size of each slot file, bytes (sparse).
+    pub slot_size: u64,
+    /// Write speed of a slot, bytes per second; 0 = as fast as the disk.
+    pub write_bytes_per_s: u64,
+    /// The slot the simulated BMC boots from at the first start (later
+    /// starts read `<state_dir>/sim-firmware/booted`).
+    pub booted: String,
+    /// Version of the factory image in the booted slot.
+    pub version: String,
+}
+
+/// Default size of a simulated slot: 96 MiB.
+pub const SIM_SLOT_SIZE: u64 = 96 << 20;
+
+impl Default for SimFirmwareConfig {
+    fn default() -> Self {
+        SimFirmwareConfig {
+            slot_size: SIM_SLOT_SIZE,
+            write_bytes_per_s: 0,
+            booted: bmcd_api::BMC_SLOTS[0].into(),
+            version: "1.0.0".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwFirmwareConfig {
+    /// Every slot, BMC ones (`bmc_a`, `bmc_b`) and any other component's.
+    pub slots: Vec<SlotConfig>,
+    pub boot: BootConfig,
+    /// The kernel command line (`bmcd.slot=NAME` or `root=`), to find the
+    /// booted slot.
+    #[serde(default = "d_cmdline")]
+    pub cmdline: PathBuf,
+    /// `VERSION_ID` of this file is the running image's version.
+    #[serde(default = "d_os_release")]
+    pub os_release: PathBuf,
+}
+
+fn d_cmdline() -> PathBuf {
+    PathBuf::from("/proc/cmdline")
+}
+fn d_os_release() -> PathBuf {
+    PathBuf::from("/etc/os-release")
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotConfig {
+    /// `bmc_a`, `bmc_b`, … (`bmcd_api::is_slot_name`).
+    pub name: String,
+    /// The image component the slot holds (`bmc`).
+    #[serde(default = "d_component")]
+    pub component: String,
+    pub kind: SlotKind,
+    /// `/dev/mtd4`, `/dev/mmcblk0p2`, or a plain file.
+    pub device: PathBuf,
+    /// Capacity in bytes: required for kind `file`, not allowed otherwise
+    /// (the device tells).
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// The kernel's `root=` when this slot is booted (e.g. `/dev/mtdblock4`).
+    #[serde(default)]
+    pub root: Option<String>,
+}
+
+fn d_component() -> String {
+    bmcd_api::BMC_COMPONENT.into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlotKind {
+    /// An MTD partition (`/dev/mtdN`): erased before it is written.
+    Mtd,
+    /// A block device (eMMC partition).
+    Block,
+    /// A plain file of `size` bytes.
+    File,
+}
+
+/// The boot selector, tagged by `type` (`uboot` or `file`), deserialized
+/// by [`Tagged`].
+#[derive(Debug, Clone)]
+pub enum BootConfig {
+    /// U-Boot environment, RAUC-style `BOOT_ORDER` / `BOOT_x_LEFT`.
+    Uboot(UbootConfig),
+    /// A file holding the name of the slot to boot next.
+    File(FileBootConfig),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UbootConfig {
+    #[serde(default = "d_fw_printenv")]
+    pub fw_printenv: PathBuf,
+    #[serde(default = "d_fw_setenv")]
+    pub fw_setenv: PathBuf,
+    /// Slot name → the boot loader's name of it (`bmc_a` → `A`).
+    pub names: std::collections::BTreeMap<String, String>,
+    /// Boot attempts a slot gets when it is made to boot next.
+    #[serde(default = "d_tries")]
+    pub tries: u32,
+}
+
+fn d_fw_printenv() -> PathBuf {
+    PathBuf::from("/usr/bin/fw_printenv")
+}
+fn d_fw_setenv() -> PathBuf {
+    PathBuf::from("/usr/bin/fw_setenv")
+}
+fn d_tries() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileBootConfig {
+    pub path: PathBuf,
+}
+
+/// Largest accepted slot, bytes (1 TiB).
+const MAX_SLOT_BYTES: u64 = 1 << 40;
+/// Smallest accepted simulated slot, bytes.
+const MIN_SIM_SLOT_BYTES: u64 = 4096;
+
+impl FirmwareConfig {
+    fn validate(&self) -> Result<(), String> {
+        let m = &self.machine;
+        if m.is_empty()
+            || m.len() > bmcd_api::MAX_NAME_LEN
+            || !m
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        {
+            return Err(format!(
+                "firmware.machine: '{m}' must be 1-{} characters of A-Z a-z 0-9 _ - .",
+                bmcd_api::MAX_NAME_LEN
+            ));
+        }
+        absolute("firmware.keys_dir", &self.keys_dir)?;
+        match &self.storage {
+            FirmwareStorage::Sim(s) => s.validate(),
+            FirmwareStorage::Hardware(h) => h.validate(),
+        }
+    }
+}
+
+impl SimFirmwareConfig {
+    fn validate(&self) -> Result<(), String> {
+        range(
+            "firmware.storage.slot_size",
+            self.slot_size,
+            MIN_SIM_SLOT_BYTES,
+            MAX_SLOT_BYTES,
+        )?;
+        if !bmcd_api::BMC_SLOTS.contains(&self.booted.as_str()) {
+            return Err(format!(
+                "firmware.storage.booted: '{}' is not one of {}",
+                self.booted,
+                bmcd_api::BMC_SLOTS.join(", ")
+            ));
+        }
+        check_version("firmware.storage.version", &self.version)
+    }
+}
+
+/// A version string: 1–64 printable ASCII characters without spaces.
+fn check_version(field: &str, v: &str) -> Result<(), String> {
+    if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{field}: '{v}' must be 1-64 printable characters without spaces"
+        ));
+    }
+    Ok(())
+}
+
+fn absolute(field: &str, p: &Path) -> Result<(), String> {
+    if p.is_absolute() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field}: '{}' is not an absolute path",
+            p.display()
+        ))
+    }
+}
+
+impl HwFirmwareConfig {
+    fn validate(&self) -> Result<(), String> {
+        let at = "firmware.storage";
+        absolute(&format!("{at}.cmdline"), &self.cmdline)?;
+        absolute(&format!("{at}.os_release"), &self.os_release)?;
+        let mut names = HashSet::new();
+        let mut devices = HashSet::new();
+        let mut roots = HashSet::new();
+        for (i, s) in self.slots.iter().enumerate() {
+            let f = format!("{at}.slots[{i}]");
+            if !bmcd_api::is_slot_name(&s.name) {
+                return Err(format!(
+                    "{f}.name: '{}' must be 1-32 characters of a-z 0-9 _",
+                    s.name
+                ));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(format!("{f}.name: '{}' is used twice", s.name));
+            }
+            if !bmcd_api::is_slot_name(&s.component) {
+                return Err(format!(
+                    "{f}.component: '{}' must be 1-32 characters of a-z 0-9 _",
+                    s.component
+                ));
+            }
+            if bmcd_api::BMC_SLOTS.contains(&s.name.as_str())
+                && s.component != bmcd_api::BMC_COMPONENT
+            {
+                return Err(format!(
+                    "{f}.component: slot '{}' must hold component '{}'",
+                    s.name,
+                    bmcd_api::BMC_COMPONENT
+                ));
+            }
+            absolute(&format!("{f}.device"), &s.device)?;
+            if !devices.insert(s.device.as_path()) {
+                return Err(format!(
+                    "{f}.device: '{}' is used twice",
+                    s.device.display()
+                ));
+            }
+            match (s.kind, s.size) {
+                (SlotKind::File, None) => {
+                    return Err(format!("{f}.size: required for kind 'file'"));
+                }
+                (SlotKind::File, Some(n)) => range(&format!("{f}.size"), n, 1, MAX_SLOT_BYTES)?,
+                (_, Some(_)) => {
+                    return Err(format!(
+                        "{f}.size: only for kind 'file' (the device tells its size)"
+                    ));
+                }
+                (_, None) => {}
+            }
+            if let Some(r) = &s.root {
+                if r.is_empty() || r.len() > 256 || !r.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(format!(
+                        "{f}.root: '{r}' must be 1-256 printable characters without spaces"
+                    ));
+                }
+                if !roots.insert(r.as_str()) {
+                    return Err(format!("{f}.root: '{r}' is used twice"));
+                }
+            }
+        }
+        for bmc in bmcd_api::BMC_SLOTS {
+            if !names.contains(bmc) {
+                return Err(format!("{at}.slots: slot '{bmc}' is required"));
+            }
+        }
+        match &self.boot {
+            BootConfig::File(b) => absolute(&format!("{at}.boot.path"), &b.path),
+            BootConfig::Uboot(u) => {
+                let f = format!("{at}.boot");
+                absolute(&format!("{f}.fw_printenv"), &u.fw_printenv)?;
+                absolute(&format!("{f}.fw_setenv"), &u.fw_setenv)?;
+                range(&format!("{f}.tries"), u.tries.into(), 1, 100)?;
+                let mut seen = HashSet::new();
+                for (slot, name) in &u.names {
+                    if !names.contains(slot.as_str()) {
+                        return Err(format!("{f}.names.{slot}: not a configured slot"));
+                    }
+                    if name.is_empty()
+                        || name.len() > 32
+                        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    {
+                        return Err(format!(
+                            "{f}.names.{slot}: '{name}' must be 1-32 characters of A-Z a-z 0-9 _"
+                        ));
+                    }
+                    if !seen.insert(name.as_str()) {
+                        return Err(format!("{f}.names.{slot}: '{name}' is used twice"));
+                    }
+                }
+                for bmc in bmcd_api::BMC_SLOTS {
+                    if !u.names.contains_key(bmc) {
+                        return Err(format!("{f}.names: slot '{bmc}' needs a name"));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 fn default_state_dir() -> PathBuf {
@@ -614,6 +931,7 @@ impl Config {
         self.validate_platform()?;
         self.auth.validate()?;
         self.tasks.validate().map_err(|e| format!("tasks.{e}"))?;
+        self.firmware.validate()?;
         Ok(())
     }
 
@@ -1031,6 +1349,46 @@ impl Tagged for PowerConfig {
         } else {
             SimPowerConfig::deserialize(d).map(PowerConfig::Sim)
         }
+    }
+}
+
+impl Tagged for FirmwareStorage {
+    const AT: &'static str = "firmware.storage";
+    const VARIANTS: &'static [&'static str] = &["sim", "hardware"];
+
+    fn variant<'de, A: MapAccess<'de>>(tag: &str, rest: Rest<A>) -> Result<Self, A::Error> {
+        let d = MapAccessDeserializer::new(rest);
+        if tag == "sim" {
+            SimFirmwareConfig::deserialize(d).map(FirmwareStorage::Sim)
+        } else {
+            HwFirmwareConfig::deserialize(d).map(FirmwareStorage::Hardware)
+        }
+    }
+}
+
+impl Tagged for BootConfig {
+    const AT: &'static str = "firmware.storage.boot";
+    const VARIANTS: &'static [&'static str] = &["uboot", "file"];
+
+    fn variant<'de, A: MapAccess<'de>>(tag: &str, rest: Rest<A>) -> Result<Self, A::Error> {
+        let d = MapAccessDeserializer::new(rest);
+        if tag == "uboot" {
+            UbootConfig::deserialize(d).map(BootConfig::Uboot)
+        } else {
+            FileBootConfig::deserialize(d).map(BootConfig::File)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for FirmwareStorage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TaggedVisitor(PhantomData))
+    }
+}
+
+impl<'de> Deserialize<'de> for BootConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(TaggedVisitor(PhantomData))
     }
 }
 
@@ -1475,5 +1833,239 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(e.starts_with("/nonexistent/bmcd.json: cannot read"), "{e}");
+    }
+
+    /// The shipped configuration with `firmware` replaced by `fw`.
+    fn with_firmware(fw: serde_json::Value) -> Result<Config, String> {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&default_text()).unwrap_or(serde_json::Value::Null);
+        v["firmware"] = fw;
+        Config::parse(&v.to_string())
+    }
+
+    fn hw_storage() -> serde_json::Value {
+        serde_json::json!({
+            "type": "hardware",
+            "slots": [
+                {"name": "bmc_a", "kind": "mtd", "device": "/dev/mtd4", "root": "/dev/mtdblock4"},
+                {"name": "bmc_b", "component": "bmc", "kind": "mtd", "device": "/dev/mtd5",
+                 "root": "/dev/mtdblock5"},
+                {"name": "bios", "component": "bios", "kind": "file", "device": "/var/bios.img",
+                 "size": 65536}
+            ],
+            "boot": {"type": "uboot", "names": {"bmc_a": "A", "bmc_b": "B"}},
+        })
+    }
+
+    #[test]
+    fn firmware_storage_defaults_to_sim() {
+        let c = with_firmware(serde_json::json!({})).unwrap_or_else(|e| panic!("{e}"));
+        let FirmwareStorage::Sim(s) = &c.firmware.storage else {
+            panic!("not sim")
+        };
+        assert_eq!(s.slot_size, 100_663_296);
+        assert_eq!(s.write_bytes_per_s, 0);
+        assert_eq!(s.booted, "bmc_a");
+        assert_eq!(s.version, "1.0.0");
+        let c = with_firmware(
+            serde_json::json!({"storage": {"type": "sim", "slot_size": 8192,
+            "write_bytes_per_s": 1000, "booted": "bmc_b", "version": "2.1"}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let FirmwareStorage::Sim(s) = &c.firmware.storage else {
+            panic!("not sim")
+        };
+        assert_eq!((s.slot_size, s.write_bytes_per_s), (8192, 1000));
+        assert_eq!((s.booted.as_str(), s.version.as_str()), ("bmc_b", "2.1"));
+    }
+
+    #[test]
+    fn firmware_hardware_parses_with_defaults() {
+        let c =
+            with_firmware(serde_json::json!({"machine": "ast2600-evb", "storage": hw_storage()}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        let FirmwareStorage::Hardware(h) = &c.firmware.storage else {
+            panic!("not hardware")
+        };
+        assert_eq!(h.cmdline, Path::new("/proc/cmdline"));
+        assert_eq!(h.os_release, Path::new("/etc/os-release"));
+        assert_eq!(h.slots.len(), 3);
+        assert_eq!(h.slots[0].component, "bmc");
+        assert_eq!(h.slots[0].kind, SlotKind::Mtd);
+        assert_eq!(h.slots[2].size, Some(65536));
+        let BootConfig::Uboot(u) = &h.boot else {
+            panic!("not uboot")
+        };
+        assert_eq!(u.tries, 3);
+        assert_eq!(u.fw_printenv, Path::new("/usr/bin/fw_printenv"));
+        assert_eq!(u.fw_setenv, Path::new("/usr/bin/fw_setenv"));
+        assert_eq!(u.names.get("bmc_b").map(String::as_str), Some("B"));
+        let mut fb = hw_storage();
+        fb["boot"] = serde_json::json!({"type": "file", "path": "/var/lib/bmcd/boot_next"});
+        let c = with_firmware(serde_json::json!({"storage": fb})).unwrap_or_else(|e| panic!("{e}"));
+        let FirmwareStorage::Hardware(h) = &c.firmware.storage else {
+            panic!("not hardware")
+        };
+        assert!(
+            matches!(&h.boot, BootConfig::File(f) if f.path == Path::new("/var/lib/bmcd/boot_next"))
+        );
+    }
+
+    #[test]
+    fn firmware_errors_name_the_field() {
+        let cases: Vec<(serde_json::Value, &str)> = vec![
+            (
+                serde_json::json!({"storage": {"type": "flash"}}),
+                "firmware.storage.type: unknown variant `flash`",
+            ),
+            (
+                serde_json::json!({"storage": {"type": "sim", "slot_size": 10}}),
+                "firmware.storage.slot_size: 10 is outside",
+            ),
+            (
+                serde_json::json!({"storage": {"type": "sim", "slot_size": "x"}}),
+                "firmware.storage.slot_size: invalid type",
+            ),
+            (
+                serde_json::json!({"storage": {"slot_size": "x", "type": "sim"}}),
+                "firmware.storage.slot_size: invalid type",
+            ),
+            (
+                serde_json::json!({"storage": {"type": "sim", "bogus": 1}}),
+                "firmware.storage: unknown field `bogus`",
+            ),
+            (
+                serde_json::json!({"storage": {"type": "sim", "booted": "bmc_c"}}),
+                "firmware.storage.booted: 'bmc_c'",
+            ),
+            (
+                serde_json::json!({"storage": {"type": "sim", "version": "1 0"}}),
+                "firmware.storage.version:",
+            ),
+            (
+                serde_json::json!({"storage": {"type": "sim", "version": ""}}),
+                "firmware.storage.version:",
+            ),
+            (serde_json::json!({"machine": "a b"}), "firmware.machine:"),
+            (
+                serde_json::json!({"keys_dir": "keys"}),
+                "firmware.keys_dir:",
+            ),
+        ];
+        for (fw, want) in cases {
+            let e = with_firmware(fw.clone()).err().unwrap_or_default();
+            assert!(e.contains(want), "{fw}: {e}");
+        }
+        type Edit = fn(&mut serde_json::Value);
+        let hw_cases: Vec<(Edit, &str)> = vec![
+            (
+                |v| v["slots"][1]["name"] = "bmc_a".into(),
+                "firmware.storage.slots[1].name: 'bmc_a' is used twice",
+            ),
+            (
+                |v| v["slots"][1]["name"] = "Bmc-B".into(),
+                "firmware.storage.slots[1].name: 'Bmc-B'",
+            ),
+            (
+                |v| v["slots"][1]["device"] = "/dev/mtd4".into(),
+                "firmware.storage.slots[1].device: '/dev/mtd4' is used twice",
+            ),
+            (
+                |v| v["slots"][1]["device"] = "mtd5".into(),
+                "firmware.storage.slots[1].device: 'mtd5' is not an absolute",
+            ),
+            (
+                |v| v["slots"][1]["kind"] = "nand".into(),
+                "firmware.storage.slots[1].kind: unknown variant `nand`",
+            ),
+            (
+                |v| v["slots"][1]["component"] = "bios".into(),
+                "firmware.storage.slots[1].component: slot 'bmc_b' must hold",
+            ),
+            (
+                |v| v["slots"][1]["root"] = "/dev/mtdblock4".into(),
+                "firmware.storage.slots[1].root: '/dev/mtdblock4' is used twice",
+            ),
+            (
+                |v| v["slots"][1]["size"] = 5.into(),
+                "firmware.storage.slots[1].size: only for kind 'file'",
+            ),
+            (
+                |v| {
+                    if let Some(o) = v["slots"][2].as_object_mut() {
+                        o.remove("size");
+                    }
+                },
+                "firmware.storage.slots[2].size: required",
+            ),
+            (
+                |v| v["slots"][2]["size"] = 0.into(),
+                "firmware.storage.slots[2].size: 0 is outside",
+            ),
+            (
+                |v| {
+                    if let Some(a) = v["slots"].as_array_mut() {
+                        a.remove(1);
+                    }
+                },
+                "firmware.storage.slots: slot 'bmc_b' is required",
+            ),
+            (
+                |v| v["boot"]["tries"] = 0.into(),
+                "firmware.storage.boot.tries: 0 is outside",
+            ),
+            (
+                |v| v["boot"]["names"]["bmc_b"] = "A".into(),
+                "firmware.storage.boot.names.bmc_b: 'A' is used twice",
+            ),
+            (
+                |v| v["boot"]["names"]["bmc_c"] = "C".into(),
+                "firmware.storage.boot.names.bmc_c: not a configured slot",
+            ),
+            (
+                |v| v["boot"]["names"]["bmc_b"] = "B B".into(),
+                "firmware.storage.boot.names.bmc_b: 'B B'",
+            ),
+            (
+                |v| {
+                    if let Some(o) = v["boot"]["names"].as_object_mut() {
+                        o.remove("bmc_b");
+                    }
+                },
+                "firmware.storage.boot.names: slot 'bmc_b' needs a name",
+            ),
+            (
+                |v| v["boot"]["fw_setenv"] = "fw_setenv".into(),
+                "firmware.storage.boot.fw_setenv:",
+            ),
+            (
+                |v| v["boot"]["bogus"] = 1.into(),
+                "firmware.storage.boot: unknown field `bogus`",
+            ),
+            (
+                |v| v["boot"] = serde_json::json!({"type": "file"}),
+                "firmware.storage.boot: missing field `path`",
+            ),
+            (
+                |v| v["boot"] = serde_json::json!({"type": "file", "path": 3}),
+                "firmware.storage.boot.path: invalid type",
+            ),
+            (
+                |v| v["cmdline"] = "cmdline".into(),
+                "firmware.storage.cmdline:",
+            ),
+            (
+                |v| v["slots"][0]["bogus"] = 1.into(),
+                "firmware.storage.slots[0].bogus: unknown field `bogus`",
+            ),
+        ];
+        for (edit, want) in hw_cases {
+            let mut st = hw_storage();
+            edit(&mut st);
+            let e = with_firmware(serde_json::json!({"storage": st}))
+                .err()
+                .unwrap_or_default();
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod chassis;
 pub mod clock;
 pub mod config;
 pub mod cooling;
+pub mod firmware;
 pub mod hw;
 pub mod logging;
 pub mod notify;
@@ -141,6 +142,34 @@ fn handle_signals() -> Result<tokio::sync::mpsc::Receiver<&'static str>, String>
     Ok(rx)
 }
 
+/// The firmware storage and its controller, opened off the runtime. A
+/// failure is logged and leaves bmcd without firmware objects: power and
+/// cooling matter more than updates.
+async fn open_firmware(
+    cfg: &config::Config,
+    tasks: Arc<tasks::Tasks>,
+) -> Option<Arc<firmware::Firmware>> {
+    let fw_cfg = cfg.firmware.clone();
+    let state_dir = cfg.state_dir.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let hw =
+            hw::firmware::build(&fw_cfg, &state_dir).map_err(firmware::FirmwareError::Hardware)?;
+        firmware::Firmware::open(hw, &fw_cfg, &state_dir, tasks)
+    })
+    .await;
+    match r {
+        Ok(Ok(fw)) => Some(fw),
+        Ok(Err(e)) => {
+            log::error!("firmware: {e}; no firmware objects are served");
+            None
+        }
+        Err(e) => {
+            log::error!("firmware: start-up worker failed: {e}");
+            None
+        }
+    }
+}
+
 async fn connect(bus: &str) -> zbus::Result<zbus::Connection> {
     let b = match bus {
         "system" => zbus::connection::Builder::system()?,
@@ -182,6 +211,8 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         cfg.cooling.clone(),
     );
 
+    let firmware = open_firmware(&cfg, tasks.clone()).await;
+
     let auth = auth::Auth::new(cfg.auth.clone());
 
     let conn = connect(&args.bus)
@@ -200,6 +231,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
                 .sim
                 .clone()
                 .map(|s| s as Arc<dyn hw::control::SimControl>),
+            firmware,
             auth,
             audit: Arc::new(bus::LogAudit),
             tasks: tasks.clone(),

@@ -261,6 +261,16 @@ fn object_manager_lists_every_object() {
     for f in FANS {
         want.insert(bmcd_api::fan_path(f), one(bmcd_api::FAN_IFACE));
     }
+    want.insert(
+        bmcd_api::FIRMWARE_PATH.into(),
+        one(bmcd_api::FIRMWARE_MANAGER_IFACE),
+    );
+    for s in bmcd_api::BMC_SLOTS {
+        want.insert(
+            bmcd_api::firmware_path(s).unwrap(),
+            one(bmcd_api::FIRMWARE_IFACE),
+        );
+    }
     assert_eq!(seen, want);
 
     // The properties come along and are the real values.

@@ -16,10 +16,12 @@
 //! checked on a daemon driving a fake hwmon tree, whose fan disappears.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use bmcd_tests::bmcd_api::{self as api, PowerOffMode, PowerState, RestorePolicy};
+use bmcd_tests::firmware::{set_firmware, FwKit, ImageSpec};
 use bmcd_tests::serde_json::json;
 use bmcd_tests::zbus::blocking::fdo::{IntrospectableProxy, PropertiesProxy};
 use bmcd_tests::zbus::blocking::{Connection, MessageIterator};
@@ -65,6 +67,10 @@ enum Action {
     ThermalGuard,
     /// On a fake hwmon tree: the fan's `fanN_input` file disappears.
     HwmonFanRemoved,
+    /// `FirmwareManager1.StartUpdate` of a signed image with `activate`,
+    /// written slowly enough that `UpdateTask` is seen set, until its task
+    /// has completed.
+    FirmwareUpdate,
 }
 use Action::*;
 
@@ -101,6 +107,14 @@ const TABLE: &[(&str, &str, Action)] = &[
     ("org.bmcd.Fan1", "Rpm", SetManual),
     ("org.bmcd.Fan1", "Health", SetFanFault),
     ("org.bmcd.Fan1", "Present", HwmonFanRemoved),
+    ("org.bmcd.FirmwareManager1", "BootNext", FirmwareUpdate),
+    ("org.bmcd.FirmwareManager1", "UpdateTask", FirmwareUpdate),
+    ("org.bmcd.Firmware1", "Version", FirmwareUpdate),
+    ("org.bmcd.Firmware1", "BuildDate", FirmwareUpdate),
+    ("org.bmcd.Firmware1", "Digest", FirmwareUpdate),
+    ("org.bmcd.Firmware1", "Size", FirmwareUpdate),
+    ("org.bmcd.Firmware1", "InstallTime", FirmwareUpdate),
+    ("org.bmcd.Firmware1", "State", FirmwareUpdate),
 ];
 
 /// The order the sim test runs the actions in: each leaves the daemon in
@@ -120,6 +134,7 @@ const SIM_SEQUENCE: &[Action] = &[
     SetFanFault,
     SetSensorFault,
     ThermalGuard,
+    FirmwareUpdate,
 ];
 
 // ---------------------------------------------------------------------------
@@ -497,7 +512,7 @@ fn wait_signal(changes: &mut Changes, path: &str, prop: &str, want: &Value<'_>) 
 }
 
 /// Do `action` on the sim daemon; the path of the task it started, if any.
-fn run(env: &Env, changes: &mut Changes, action: Action) -> Option<String> {
+fn run(env: &Env, changes: &mut Changes, action: Action, image: &Path) -> Option<String> {
     let ch = env.chassis();
     let sim = env.sim();
     let z = env.cooling();
@@ -561,6 +576,17 @@ fn run(env: &Env, changes: &mut Changes, action: Action) -> Option<String> {
             sim.set_ambient(55.0, no_options()).unwrap();
         }
         HwmonFanRemoved => unreachable!("not on the sim platform"),
+        FirmwareUpdate => {
+            let f = std::fs::File::open(image).unwrap();
+            let opts = HashMap::from([(api::update_options::ACTIVATE, Value::from(true))]);
+            let t = api::FirmwareManagerProxyBlocking::new(env.conn())
+                .unwrap()
+                .start_update(zvariant::Fd::from(&f), opts)
+                .unwrap()
+                .to_string();
+            wait_task(env, &t, "Completed");
+            return Some(t);
+        }
     }
     None
 }
@@ -572,6 +598,9 @@ fn target(iface: &str, task: Option<&str>) -> String {
         api::COOLING_IFACE => api::FANS_PATH.to_owned(),
         api::FAN_IFACE => api::fan_path(FAN),
         api::SIMULATION_IFACE => api::SIM_PATH.to_owned(),
+        api::FIRMWARE_MANAGER_IFACE => api::FIRMWARE_PATH.to_owned(),
+        // The slot an update writes (bmc_a runs).
+        api::FIRMWARE_IFACE => api::firmware_path("bmc_b").unwrap(),
         api::TASK_IFACE => task
             .unwrap_or_else(|| panic!("the action of a Task1 property must start a task"))
             .to_owned(),
@@ -584,6 +613,10 @@ fn target(iface: &str, task: Option<&str>) -> String {
 /// power-on that takes a second, so a task's values change well after its
 /// object appeared (its first values are read then, not announced).
 fn sim_env() -> Env {
+    sim_env_with(|_| {})
+}
+
+fn sim_env_with(more: impl FnOnce(&mut bmcd_tests::serde_json::Value)) -> Env {
     Env::with(|v| {
         v["platform"]["power_on_delay_ms"] = json!(1000);
         v["cooling"]["failsafe_level"] = json!(80);
@@ -592,12 +625,17 @@ fn sim_env() -> Env {
                 c["critical_c"] = json!(50.0);
             }
         }
+        more(v);
     })
 }
 
 #[test]
 fn every_property_change_is_published() {
-    let env = sim_env();
+    // 1 MiB written at 2 MiB/s: the update runs long enough for its
+    // UpdateTask to be published before it is "/" again.
+    let kit = FwKit::new();
+    let env = sim_env_with(|v| set_firmware(v, &kit, 4 << 20, 2 << 20));
+    let image = kit.image(&ImageSpec::new("2.0.0", 1 << 20));
     let mut changes = Changes::subscribe(env.conn());
 
     let mut live = None;
@@ -605,7 +643,7 @@ fn every_property_change_is_published() {
     let mut checked = 0;
     for &action in SIM_SEQUENCE {
         let from = changes.drain();
-        let task = run(&env, &mut changes, action);
+        let task = run(&env, &mut changes, action, &image);
         // The first action made a task: every interface is on the bus now.
         live.get_or_insert_with(|| {
             let l = live_interfaces(env.conn());

@@ -14,7 +14,10 @@
 
 use std::fmt;
 
-use bmcd_api::{CHASSIS_IFACE, COOLING_IFACE, SESSION_IFACE, SIMULATION_IFACE, TASK_IFACE};
+use bmcd_api::{
+    CHASSIS_IFACE, COOLING_IFACE, FIRMWARE_MANAGER_IFACE, SESSION_IFACE, SIMULATION_IFACE,
+    TASK_IFACE,
+};
 
 /// What a caller may do, from least to most. `Ord` follows that order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -173,6 +176,32 @@ pub const POLICY: &[Rule] = &[
         false,
         "only the task's owner or an Administrator (checked per task), while Cancellable",
     ),
+    rule(
+        FIRMWARE_MANAGER_IFACE,
+        "StartUpdate",
+        Administrator,
+        true,
+        "replaces the BMC's firmware (signed images only, into the slot not running)",
+    ),
+    rule(
+        FIRMWARE_MANAGER_IFACE,
+        "Activate",
+        Administrator,
+        true,
+        "decides which firmware the BMC boots next",
+    ),
+    rule(
+        FIRMWARE_MANAGER_IFACE,
+        "Rollback",
+        Administrator,
+        true,
+        "decides which firmware the BMC boots next",
+    ),
+    query(
+        FIRMWARE_MANAGER_IFACE,
+        "Inspect",
+        "reads only the image the caller itself opened; writes nothing",
+    ),
 ];
 
 /// The row of `interface.method`, if there is one.
@@ -257,6 +286,19 @@ mod tests {
         assert_eq!(audited(SESSION_IFACE, "WhoAmI"), Some(false));
         assert_eq!(audited(SESSION_IFACE, "Authenticate"), Some(true));
         assert_eq!(audited(TASK_IFACE, "Cancel"), Some(true));
+        for m in ["StartUpdate", "Activate", "Rollback"] {
+            assert_eq!(
+                role(FIRMWARE_MANAGER_IFACE, m),
+                Some((Administrator, true)),
+                "{m}"
+            );
+            assert_eq!(audited(FIRMWARE_MANAGER_IFACE, m), Some(true), "{m}");
+        }
+        assert_eq!(
+            role(FIRMWARE_MANAGER_IFACE, "Inspect"),
+            Some((ReadOnly, false))
+        );
+        assert_eq!(audited(FIRMWARE_MANAGER_IFACE, "Inspect"), Some(false));
         assert_eq!(role(CHASSIS_IFACE, "Bogus"), None);
         assert_eq!(role("org.bmcd.Fan1", "PowerOn"), None);
     }

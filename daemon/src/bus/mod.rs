@@ -21,6 +21,7 @@ pub mod audit;
 pub mod chassis;
 pub mod cooling;
 pub mod fan;
+pub mod firmware;
 pub mod method;
 pub mod registry;
 pub mod session;
@@ -41,6 +42,7 @@ pub use standard::Std;
 use crate::auth::Auth;
 use crate::chassis::Chassis;
 use crate::cooling::{Cooling, Event};
+use crate::firmware::Firmware;
 use crate::hw::control::SimControl;
 use crate::tasks::{TaskEvent, Tasks};
 
@@ -50,6 +52,8 @@ pub struct Parts {
     pub cooling: Arc<Cooling>,
     pub events: mpsc::UnboundedReceiver<Event>,
     pub sim: Option<Arc<dyn SimControl>>,
+    /// `None` when the firmware storage could not be opened (logged).
+    pub firmware: Option<Arc<Firmware>>,
     pub auth: Arc<Auth>,
     pub audit: Arc<dyn Audit>,
     pub tasks: Arc<Tasks>,
@@ -109,6 +113,36 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
                 changed,
             },
             rx,
+        )
+        .await?;
+    }
+    if let Some(fw) = p.firmware {
+        // The slots first, so that a client that sees the manager finds
+        // them.
+        for (index, slot) in fw.snapshot().slots.iter().enumerate() {
+            let Some(path) = bmcd_api::firmware_path(&slot.name) else {
+                log::error!("firmware slot {:?}: not a valid slot name", slot.name);
+                continue;
+            };
+            reg.add(
+                &path,
+                firmware::FirmwareIface {
+                    index,
+                    state: fw.subscribe(),
+                },
+                fw.subscribe(),
+            )
+            .await?;
+        }
+        reg.add(
+            bmcd_api::FIRMWARE_PATH,
+            firmware::FirmwareManagerIface {
+                m: m.clone(),
+                tasks: tasks.clone(),
+                state: fw.subscribe(),
+                fw: fw.clone(),
+            },
+            fw.subscribe(),
         )
         .await?;
     }

@@ -8,11 +8,17 @@
 //! Like the rest of `hw/`, nothing here knows zbus; every call may block
 //! (flash I/O), so async callers use [`super::blocking`].
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
 use super::{HwError, HwResult};
+use crate::config::FirmwareStorage;
+
+pub mod boot;
+pub mod file;
+pub mod hardware;
+pub mod sim;
 
 /// One slot's storage: a file, a block device or an MTD partition.
 pub trait SlotDevice: Send + Sync {
@@ -66,6 +72,85 @@ pub struct FirmwareHw {
 /// Build the firmware storage the configuration describes; the sim keeps
 /// its slot files and boot selection under `state_dir`.
 pub fn build(cfg: &crate::config::FirmwareConfig, state_dir: &Path) -> HwResult<FirmwareHw> {
-    let _ = (cfg, state_dir);
-    Err(HwError::NotFound("firmware storage: not built yet".into()))
+    match &cfg.storage {
+        FirmwareStorage::Sim(s) => sim::build(s, &state_dir.join(sim::DIR)),
+        FirmwareStorage::Hardware(h) => hardware::build(h, state_dir),
+    }
+}
+
+/// An [`HwError::Io`] naming `what`.
+pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> HwError {
+    let what = what.to_string();
+    move |source| HwError::Io { what, source }
+}
+
+/// Replace `path` with `data` atomically: a temporary file beside it,
+/// synced, renamed over it, and the directory synced.
+pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> HwResult<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let what = tmp.display().to_string();
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(io_err(&what))?;
+        f.write_all(data).map_err(io_err(&what))?;
+        f.sync_all().map_err(io_err(&what))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path.display()))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir.display()))
+}
+
+/// Read a small text file (at most 64 KiB), `None` if it does not exist.
+pub(crate) fn read_small(path: &Path) -> HwResult<Option<String>> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path.display())(e)),
+    };
+    let mut buf = Vec::new();
+    f.take(64 << 10)
+        .read_to_end(&mut buf)
+        .map_err(io_err(path.display()))?;
+    Ok(Some(String::from_utf8_lossy(&buf).into_owned()))
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use std::path::{Path, PathBuf};
+
+    /// A directory removed when dropped.
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new(tag: &str) -> TempDir {
+            let d = std::env::temp_dir().join(format!("bmcd-fw-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&d);
+            std::fs::create_dir_all(&d).ok();
+            TempDir(d)
+        }
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// Everything `r` yields.
+    pub fn read_all(mut r: Box<dyn std::io::Read + Send>) -> Vec<u8> {
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).ok();
+        v
+    }
 }

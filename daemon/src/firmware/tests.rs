@@ -1,0 +1,337 @@
+use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, Ordering as AtOrd};
+
+use bmcd_image::{ImageMeta, PayloadSource};
+
+use super::*;
+use crate::hw::firmware::{SlotDevice, SlotWriter};
+use crate::hw::HwResult;
+use crate::tasks::TasksConfig;
+
+/// A slot in memory; the booted one refuses writes, as backends must.
+struct MemSlot {
+    data: Arc<Mutex<Vec<u8>>>,
+    cap: u64,
+    booted: bool,
+    fail_write: Arc<AtomicBool>,
+}
+
+struct MemWriter {
+    data: Arc<Mutex<Vec<u8>>>,
+    cap: u64,
+    fail: Arc<AtomicBool>,
+}
+
+impl SlotDevice for MemSlot {
+    fn capacity(&self) -> HwResult<u64> {
+        Ok(self.cap)
+    }
+    fn open_write(&self) -> HwResult<Box<dyn SlotWriter>> {
+        if self.booted {
+            return Err(HwError::Refused("booted slot".into()));
+        }
+        lock(&self.data).clear();
+        Ok(Box::new(MemWriter {
+            data: self.data.clone(),
+            cap: self.cap,
+            fail: self.fail_write.clone(),
+        }))
+    }
+    fn open_read(&self) -> HwResult<Box<dyn Read + Send>> {
+        Ok(Box::new(Cursor::new(lock(&self.data).clone())))
+    }
+}
+
+impl SlotWriter for MemWriter {
+    fn write(&mut self, buf: &[u8]) -> HwResult<()> {
+        let mut d = lock(&self.data);
+        if self.fail.load(AtOrd::SeqCst) || d.len() as u64 + buf.len() as u64 > self.cap {
+            return Err(HwError::Unavailable("write failed".into()));
+        }
+        d.extend_from_slice(buf);
+        Ok(())
+    }
+    fn finish(self: Box<Self>) -> HwResult<()> {
+        Ok(())
+    }
+}
+
+struct MemBoot(Mutex<String>);
+
+impl BootSelector for MemBoot {
+    fn boot_next(&self) -> HwResult<String> {
+        Ok(lock(&self.0).clone())
+    }
+    fn set_boot_next(&self, slot: &str) -> HwResult<()> {
+        *lock(&self.0) = slot.to_owned();
+        Ok(())
+    }
+}
+
+struct Rig {
+    dir: PathBuf,
+    fw: Arc<Firmware>,
+    tasks: Arc<Tasks>,
+    key: bmcd_image::SigningKey,
+    b: Arc<Mutex<Vec<u8>>>,
+    a: Arc<Mutex<Vec<u8>>>,
+    fail: Arc<AtomicBool>,
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("bmcd-fw-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(d.join("keys")).unwrap();
+    d
+}
+
+fn rig(tag: &str) -> Rig {
+    let dir = tmpdir(tag);
+    let key = bmcd_image::generate_signing_key().unwrap();
+    bmcd_image::write_key_pair(&key, &dir.join("keys"), "t").unwrap();
+    std::fs::remove_file(dir.join("keys/t.key")).unwrap();
+    open_rig(
+        dir,
+        key,
+        Arc::new(Mutex::new(vec![7u8; 1000])),
+        Arc::new(Mutex::new(Vec::new())),
+    )
+}
+
+fn open_rig(
+    dir: PathBuf,
+    key: bmcd_image::SigningKey,
+    a: Arc<Mutex<Vec<u8>>>,
+    b: Arc<Mutex<Vec<u8>>>,
+) -> Rig {
+    let fail = Arc::new(AtomicBool::new(false));
+    let slot = |name: &str, data: &Arc<Mutex<Vec<u8>>>, booted| Slot {
+        name: name.into(),
+        component: "bmc".into(),
+        device: Arc::new(MemSlot {
+            data: data.clone(),
+            cap: 1 << 20,
+            booted,
+            fail_write: fail.clone(),
+        }),
+    };
+    let hw = FirmwareHw {
+        slots: vec![slot("bmc_a", &a, true), slot("bmc_b", &b, false)],
+        boot: Arc::new(MemBoot(Mutex::new("bmc_a".into()))),
+        booted: "bmc_a".into(),
+        running_version: "1.0.0".into(),
+    };
+    let cfg = FirmwareConfig {
+        keys_dir: dir.join("keys"),
+        ..FirmwareConfig::default()
+    };
+    // Each run its own task store (the firmware state is what is shared).
+    static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, AtOrd::SeqCst);
+    let (tasks, _events) =
+        Tasks::open(&dir.join(format!("tasks-{run}")), TasksConfig::default()).unwrap();
+    let fw = Firmware::open(hw, &cfg, &dir, tasks.clone()).unwrap();
+    Rig {
+        dir,
+        fw,
+        tasks,
+        key,
+        a,
+        b,
+        fail,
+    }
+}
+
+fn image(r: &Rig, version: &str, payload: &[u8], machines: &[&str]) -> File {
+    let meta = ImageMeta {
+        component: "bmc".into(),
+        version: version.into(),
+        build_date: "2026-12-03".into(),
+        compatible: machines.iter().map(|m| m.to_string()).collect(),
+    };
+    let mut src = [PayloadSource {
+        name: "rootfs".into(),
+        reader: Cursor::new(payload.to_vec()),
+    }];
+    let path = r.dir.join(format!("img-{version}-{}", payload.len()));
+    let out = File::create(&path).unwrap();
+    bmcd_image::pack(&meta, &mut src, &r.key, out).unwrap();
+    File::open(&path).unwrap()
+}
+
+async fn wait_final(r: &Rig, id: u64) -> crate::tasks::TaskSnapshot {
+    let mut rx = r.tasks.get(id).unwrap();
+    let s = rx.wait_for(|s| s.state.is_final()).await.unwrap().clone();
+    s
+}
+
+fn slot_b(r: &Rig) -> SlotInfo {
+    r.fw.snapshot().slots[1].clone()
+}
+
+#[test]
+fn versions_compare_by_parts() {
+    assert_eq!(compare_versions("1.10.0", "1.9.9"), Ordering::Greater);
+    assert_eq!(compare_versions("1.0.0", "1.0.0"), Ordering::Equal);
+    assert_eq!(compare_versions("0.9", "1.0.0"), Ordering::Less);
+    assert_eq!(compare_versions("1.0.0-rc1", "1.0.0"), Ordering::Greater);
+}
+
+#[test]
+fn start_states_follow_the_record() {
+    let rec = |s: FirmwareState| Record {
+        state: s.as_str().into(),
+        ..Record::default()
+    };
+    use FirmwareState::*;
+    assert_eq!(start_state(Some(&rec(Writing)), false).0, Invalid);
+    assert_eq!(start_state(Some(&rec(Active)), false).0, Backup);
+    assert_eq!(start_state(Some(&rec(Staged)), false).0, Staged);
+    assert_eq!(start_state(Some(&rec(Staged)), true), (Active, true));
+    assert_eq!(start_state(None, true), (Active, false));
+    assert_eq!(start_state(None, false).0, Empty);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_stages_the_other_slot_and_never_touches_the_booted_one() {
+    let r = rig("ok");
+    let payload: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let opts = UpdateOptions {
+        activate: true,
+        force_version: false,
+    };
+    let id =
+        r.fw.start_update(image(&r, "1.1.0", &payload, &["sim"]), opts, 0)
+            .await
+            .unwrap();
+    let s = wait_final(&r, id).await;
+    assert_eq!(s.state, TaskState::Completed, "{s:?}");
+    assert_eq!(*lock(&r.b), payload);
+    assert_eq!(*lock(&r.a), vec![7u8; 1000]);
+    let b = slot_b(&r);
+    assert_eq!(b.state, FirmwareState::Staged);
+    assert_eq!(b.version, "1.1.0");
+    assert_eq!(b.digest, bmcd_image::sha256_hex(&payload));
+    assert_eq!(r.fw.snapshot().boot_next, "bmc_b");
+    assert_eq!(r.fw.snapshot().update_task, 0);
+    assert_eq!(s.result.get("activated"), Some(&ResultValue::Bool(true)));
+    // On disk, and back after a restart that booted the new slot? Not
+    // here: a restart with the same boot keeps it Staged.
+    let key = r.key.clone();
+    let (dir, a, b) = (r.dir.clone(), r.a.clone(), r.b.clone());
+    drop(r);
+    let r = open_rig(dir, key, a, b);
+    assert_eq!(slot_b(&r).state, FirmwareState::Staged);
+    assert_eq!(slot_b(&r).version, "1.1.0");
+    // Rollback: BootNext (bmc_a in a fresh selector) is booted → the
+    // staged slot.
+    r.fw.rollback().await.unwrap();
+    assert_eq!(r.fw.snapshot().boot_next, "bmc_b");
+    r.fw.rollback().await.unwrap();
+    assert_eq!(r.fw.snapshot().boot_next, "bmc_a");
+    // Writing a slot that was to boot next takes the activation back
+    // first; without activate it stays with the running slot.
+    r.fw.activate("bmc_b".into()).await.unwrap();
+    let id =
+        r.fw.start_update(
+            image(&r, "1.2.0", &payload[..1000], &["sim"]),
+            UpdateOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(wait_final(&r, id).await.state, TaskState::Completed);
+    assert_eq!(r.fw.snapshot().boot_next, "bmc_a");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_write_nothing() {
+    let r = rig("refuse");
+    let p = vec![1u8; 5000];
+    let o = UpdateOptions::default();
+    let e =
+        r.fw.start_update(image(&r, "1.1.0", &p, &["other"]), o, 0)
+            .await
+            .unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.Incompatible", "{e}");
+    let e =
+        r.fw.start_update(image(&r, "0.9.0", &p, &["sim"]), o, 0)
+            .await
+            .unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.Incompatible", "{e}");
+    let big = vec![1u8; (1 << 20) + 1];
+    let e =
+        r.fw.start_update(image(&r, "1.1.0", &big, &["sim"]), o, 0)
+            .await
+            .unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.NoSpace", "{e}");
+    let e =
+        r.fw.start_update(File::open("/dev/null").unwrap(), o, 0)
+            .await
+            .unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.InvalidImage", "{e}");
+    assert!(lock(&r.b).is_empty());
+    assert_eq!(slot_b(&r).state, FirmwareState::Empty);
+    let e = r.fw.activate("bmc_b".into()).await.unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.NotAllowed");
+    let e = r.fw.activate("bmc_z".into()).await.unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.NotFound");
+    let e = r.fw.rollback().await.unwrap_err();
+    assert_eq!(e.name(), "org.bmcd.Error.NotAllowed");
+    // A downgrade is accepted with force-version.
+    let force = UpdateOptions {
+        activate: false,
+        force_version: true,
+    };
+    let id =
+        r.fw.start_update(image(&r, "0.9.0", &p, &["sim"]), force, 0)
+            .await
+            .unwrap();
+    assert_eq!(wait_final(&r, id).await.state, TaskState::Completed);
+    assert_eq!(r.fw.snapshot().boot_next, "bmc_a");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_write_leaves_the_slot_invalid() {
+    let r = rig("fail");
+    r.fail.store(true, AtOrd::SeqCst);
+    let id =
+        r.fw.start_update(
+            image(&r, "1.1.0", &[3u8; 100_000], &["sim"]),
+            UpdateOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+    let s = wait_final(&r, id).await;
+    assert_eq!(s.state, TaskState::Failed);
+    assert_eq!(s.error.0, "org.bmcd.Error.FlashWrite");
+    assert_eq!(slot_b(&r).state, FirmwareState::Invalid);
+    let json = std::fs::read_to_string(r.dir.join(STATE_FILE)).unwrap();
+    assert!(json.contains("Invalid"), "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_describes_without_writing() {
+    let r = rig("inspect");
+    let p = vec![9u8; 3000];
+    let v =
+        r.fw.inspect(image(&r, "2.0.0", &p, &["sim"]), true)
+            .await
+            .unwrap();
+    let get = |k: &str| v.iter().find(|(n, _)| *n == k).map(|(_, x)| x.clone());
+    assert_eq!(get("signature"), Some(InspectValue::Str("trusted".into())));
+    assert_eq!(get("installable"), Some(InspectValue::Bool(true)));
+    assert_eq!(get("payload-ok"), Some(InspectValue::Bool(true)));
+    assert_eq!(
+        get("version-rule"),
+        Some(InspectValue::Str("upgrade".into()))
+    );
+    let v =
+        r.fw.inspect(File::open("/dev/null").unwrap(), false)
+            .await
+            .unwrap();
+    let get = |k: &str| v.iter().find(|(n, _)| *n == k).map(|(_, x)| x.clone());
+    assert_eq!(get("signature"), Some(InspectValue::Str("invalid".into())));
+    assert!(lock(&r.b).is_empty());
+}
