@@ -105,8 +105,25 @@ impl SlotDevice for FileSlot {
 
     fn open_read(&self) -> HwResult<Box<dyn Read + Send>> {
         let what = self.what();
-        let f = File::open(&self.path).map_err(io_err(&what))?;
-        let cap = self.capacity()?;
+        let mut f = File::open(&self.path).map_err(io_err(&what))?;
+        let cap = match self.capacity {
+            Capacity::Fixed(n) => n,
+            Capacity::Device => {
+                // Drop the device's cached pages (clean after the writer's
+                // fsync), so that a read-back reads the medium, not what
+                // the writer left in memory. Advice only: a failure is
+                // not an error.
+                let _ = nix::fcntl::posix_fadvise(
+                    &f,
+                    0,
+                    0,
+                    nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+                );
+                let n = device_size(&mut f, &what)?;
+                f.seek(SeekFrom::Start(0)).map_err(io_err(&what))?;
+                n
+            }
+        };
         Ok(Box::new(f.take(cap)))
     }
 }

@@ -7,6 +7,16 @@
 //!
 //! Like the rest of `hw/`, nothing here knows zbus; every call may block
 //! (flash I/O), so async callers use [`super::blocking`].
+//!
+//! Backends ([`build`] picks them from `firmware.storage`):
+//! - [`sim`]: slot files, boot selection and the booted slot under
+//!   `<state_dir>/sim-firmware/`, with an optional write speed limit;
+//! - [`file::FileSlot`]: a plain file or a block device;
+//! - [`mtd::MtdSlot`]: an MTD partition, erased block by block;
+//! - boot selectors [`boot::FileBoot`] (a file naming the next slot) and
+//!   [`uboot::UbootBoot`] (RAUC-style U-Boot environment);
+//! - [`hardware`]: the booted slot from the kernel command line, the
+//!   running version from os-release.
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -18,7 +28,9 @@ use crate::config::FirmwareStorage;
 pub mod boot;
 pub mod file;
 pub mod hardware;
+pub mod mtd;
 pub mod sim;
+pub mod uboot;
 
 /// One slot's storage: a file, a block device or an MTD partition.
 pub trait SlotDevice: Send + Sync {
