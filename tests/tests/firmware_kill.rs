@@ -64,7 +64,8 @@ enum Moment {
     Progress(u8),
     /// Once the task's `Phase` is `ReadBack` (or it finished).
     ReadBack,
-    /// Once the task finished or the target slot shows `Staged`.
+    /// Once the task finished or the target slot shows `Staged` with the
+    /// round's digest.
     Done,
 }
 
@@ -351,9 +352,12 @@ fn run_rounds(which: u64) {
                     }),
                     Moment::Done => {
                         let slot = bmcd_tests::firmware::slot_proxy(env, &fx.target);
+                        // Staged by this round (an earlier round may
+                        // have left it Staged with another digest).
                         poll_until(LONG, || {
                             t.state().is_ok_and(TaskState::is_final)
-                                || slot.state().ok() == Some(FirmwareState::Staged)
+                                || (slot.state().ok() == Some(FirmwareState::Staged)
+                                    && slot.digest().ok().as_deref() == Some(digest.as_str()))
                         })
                     }
                     Moment::InFlight(_) => {}
