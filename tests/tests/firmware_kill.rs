@@ -20,10 +20,18 @@
 //! The moments: while the `StartUpdate` call is in flight (before the task
 //! exists), a random delay after it returned, once `Progress` reached a
 //! random value (Verify, Write, ReadBack), once `Phase` is `ReadBack`, and
-//! once the task finished or the slot was `Staged`; `activate` is on in about half of the rounds. Only the
-//! moment is random; no assertion depends on where it fell, so the verdict
-//! is deterministic. The seed is printed; `FWKILL_SEED=<seed>` replays a run
-//! (`FWKILL_ROUNDS` changes the number of rounds per test).
+//! once the task finished or the slot was `Staged` (around the end);
+//! `activate` is on in about half of the rounds. The booted slot's image
+//! may have no known digest (the factory image): its whole file is
+//! compared instead.
+//!
+//! Only the moment is random; no assertion depends on where it fell, so
+//! the verdict is deterministic. A "replay" runs the same moments, not the
+//! same timing: the seed is printed, `FWKILL_SEED=<seed>` picks the same
+//! moments again (`FWKILL_ROUNDS` changes the number of rounds per test,
+//! 26 by default; the two tests make 54 kills together). The summary line
+//! counts where the kills fell (the target slot's persisted state, the
+//! task's phase just before the kill, the task's state after restart).
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -405,7 +413,9 @@ fn run_rounds(which: u64) {
     let path = bmcd_tests::firmware::start_update(env, &image, true)
         .unwrap_or_else(|e| panic!("{ctx}: {e:?}\n{}", env.daemon.log_tail(40)))
         .to_string();
+    let t0 = Instant::now();
     let state = wait_task_final(env, &path, LONG);
+    let update_s = t0.elapsed().as_secs_f64();
     assert_eq!(
         state,
         TaskState::Completed,
@@ -439,7 +449,8 @@ fn run_rounds(which: u64) {
     );
     let msg = format!(
         "firmware_kill[{which}]: FWKILL_SEED={seed}: {} kills in {:.1} s; target persisted at kill: \
-         {:?}; phase seen before kill: {:?}; round task after restart: {:?}",
+         {:?}; phase seen before kill: {:?}; round task after restart: {:?}; an uninterrupted \
+         update took {update_s:.2} s",
         tally.kills,
         started.elapsed().as_secs_f64(),
         tally.persisted,
