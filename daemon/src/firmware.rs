@@ -603,10 +603,17 @@ impl Firmware {
     fn run_update(self: Arc<Self>, task: TaskHandle, mut p: Prepared) {
         let target = p.target;
         let name = self.slots[target].name.clone();
-        let r = self.write_and_check(&task, &mut p);
+        let r = self.write_and_check(&task, &mut p).and_then(|digest| {
+            // The commit point: no Cancel after this. One accepted just
+            // before it still wins.
+            task.set_cancellable(false);
+            if self.stop_requested(&task) {
+                return Err(FirmwareError::Cancelled);
+            }
+            Ok(digest)
+        });
         match r {
             Ok(digest) => {
-                task.set_cancellable(false);
                 let m = &p.manifest;
                 let size = m.payload_len();
                 let staged = self.set_slot(target, |s| {
