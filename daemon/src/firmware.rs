@@ -770,10 +770,10 @@ impl Firmware {
             "verified {} {} (signature, machine, version, size)",
             p.manifest.component, p.manifest.version
         ));
-        self.set_slot(p.target, |s| s.clear(FirmwareState::Writing))
-            .map_err(FirmwareError::Persist)?;
         // A pending activation of the slot about to be overwritten is
         // undone first: a reboot in the middle must not start half an image.
+        // Before the slot is marked Writing, so that no crash in between
+        // leaves BootNext on a slot the restart finds Invalid.
         let booted = self.state.borrow().booted.clone();
         let next = self.boot.boot_next().map_err(FirmwareError::Hardware)?;
         if next == slot.name {
@@ -786,6 +786,8 @@ impl Firmware {
             );
             self.refresh_boot_next();
         }
+        self.set_slot(p.target, |s| s.clear(FirmwareState::Writing))
+            .map_err(FirmwareError::Persist)?;
         task.phase("Write");
         task.message(&format!("writing slot {}", slot.name));
         let total = p.manifest.payload_len();

@@ -9,10 +9,20 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bmcd_image::{ImageMeta, PayloadSource, SigningKey};
 use serde_json::{json, Value};
 
+use bmcd_api::zbus::blocking::fdo::IntrospectableProxy;
+use bmcd_api::zbus::proxy::CacheProperties;
+use bmcd_api::zbus::zvariant::{Fd, OwnedObjectPath, Value as ZValue};
+use bmcd_api::{
+    FirmwareManagerProxyBlocking, FirmwareProxyBlocking, FirmwareState, TaskProxyBlocking,
+    TaskState,
+};
+
+use crate::env::Env;
 use crate::TempDir;
 
 /// The manifest fields and payload of one test image.
@@ -265,4 +275,206 @@ pub fn set_firmware(cfg: &mut Value, kit: &FwKit, slot_size: u64, write_bytes_pe
 /// The file that holds sim slot `slot` under the daemon's state directory.
 pub fn sim_slot(state_dir: &Path, slot: &str) -> PathBuf {
     state_dir.join("sim-firmware").join(format!("{slot}.img"))
+}
+
+// ----- Driving updates on the bus (kill -9, RSS and other firmware tests) -----
+
+/// `FirmwareManager1` without property caching (every read asks bmcd).
+pub fn manager(env: &Env) -> FirmwareManagerProxyBlocking<'static> {
+    FirmwareManagerProxyBlocking::builder(env.conn())
+        .cache_properties(CacheProperties::No)
+        .build()
+        .unwrap_or_else(|e| panic!("firmware manager proxy: {e}"))
+}
+
+/// `Firmware1` of slot `slot` without property caching.
+pub fn slot_proxy(env: &Env, slot: &str) -> FirmwareProxyBlocking<'static> {
+    let path = bmcd_api::firmware_path(slot).unwrap_or_else(|| panic!("bad slot name {slot}"));
+    FirmwareProxyBlocking::builder(env.conn())
+        .path(path)
+        .unwrap_or_else(|e| panic!("slot path: {e}"))
+        .cache_properties(CacheProperties::No)
+        .build()
+        .unwrap_or_else(|e| panic!("firmware proxy: {e}"))
+}
+
+/// `Task1` at `path` without property caching.
+pub fn task_proxy(env: &Env, path: &str) -> TaskProxyBlocking<'static> {
+    TaskProxyBlocking::builder(env.conn())
+        .path(path.to_owned())
+        .unwrap_or_else(|e| panic!("task path {path}: {e}"))
+        .cache_properties(CacheProperties::No)
+        .build()
+        .unwrap_or_else(|e| panic!("task proxy: {e}"))
+}
+
+/// `StartUpdate` with the image at `image` (opened here, passed as a
+/// descriptor) and `activate` as the only option.
+pub fn start_update(env: &Env, image: &Path, activate: bool) -> bmcd_api::Result<OwnedObjectPath> {
+    let f = File::open(image).unwrap_or_else(|e| panic!("{}: {e}", image.display()));
+    let mut opts = std::collections::HashMap::new();
+    opts.insert(bmcd_api::update_options::ACTIVATE, ZValue::from(activate));
+    manager(env).start_update(Fd::from(&f), opts)
+}
+
+/// What a slot's `Firmware1` says, read property by property (`None` where
+/// a read failed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotView {
+    pub slot: String,
+    pub state: Option<FirmwareState>,
+    pub digest: Option<String>,
+    pub size: Option<u64>,
+    pub version: Option<String>,
+}
+
+/// Read slot `slot`'s properties.
+pub fn slot_view(env: &Env, slot: &str) -> SlotView {
+    let p = slot_proxy(env, slot);
+    SlotView {
+        slot: slot.into(),
+        state: p.state().ok(),
+        digest: p.digest().ok(),
+        size: p.size().ok(),
+        version: p.version().ok(),
+    }
+}
+
+/// Whether `v` is a bootable state (`Active`, `Backup`, `Staged`).
+pub fn is_good_state(s: FirmwareState) -> bool {
+    matches!(
+        s,
+        FirmwareState::Active | FirmwareState::Backup | FirmwareState::Staged
+    )
+}
+
+/// Poll task `path` until its state is final (or `timeout` passes, a
+/// panic); returns that state.
+pub fn wait_task_final(env: &Env, path: &str, timeout: Duration) -> TaskState {
+    let t = task_proxy(env, path);
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = t.state() {
+            if s.is_final() {
+                return s;
+            }
+        }
+        if start.elapsed() > timeout {
+            panic!(
+                "task {path} not finished within {timeout:?} (state {:?}, phase {:?}, progress {:?})",
+                t.state().ok(),
+                t.phase().ok(),
+                t.progress().ok()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The paths of every task object the daemon serves now.
+pub fn task_paths(env: &Env) -> Vec<String> {
+    let p = IntrospectableProxy::builder(env.conn())
+        .destination(bmcd_api::BUS_NAME)
+        .and_then(|b| b.path(bmcd_api::TASKS_PATH))
+        .and_then(|b| b.build())
+        .unwrap_or_else(|e| panic!("introspectable proxy: {e}"));
+    // No task yet: the parent object may not exist.
+    let Ok(xml) = p.introspect() else {
+        return Vec::new();
+    };
+    crate::xml::child_nodes(&xml)
+        .unwrap_or_else(|e| panic!("introspection of {}: {e}", bmcd_api::TASKS_PATH))
+        .into_iter()
+        .map(|n| format!("{}/{n}", bmcd_api::TASKS_PATH))
+        .collect()
+}
+
+/// `VmRSS` of process `pid` in KiB (from `/proc/PID/status`).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
+/// The slot's `state` as persisted in `<state_dir>/firmware.json`, read
+/// without knowing the file's exact layout: an object under the slot's
+/// name, or one whose `name`/`slot` is the slot's name, with a string
+/// `state`. `None` if the file or the slot is missing.
+pub fn persisted_state(state_dir: &Path, slot: &str) -> Option<String> {
+    let text = std::fs::read_to_string(state_dir.join("firmware.json")).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    fn find(v: &Value, slot: &str, key: Option<&str>) -> Option<String> {
+        match v {
+            Value::Object(m) => {
+                let named = key == Some(slot)
+                    || m.get("name").and_then(Value::as_str) == Some(slot)
+                    || m.get("slot").and_then(Value::as_str) == Some(slot);
+                if named {
+                    if let Some(s) = m.get("state").and_then(Value::as_str) {
+                        return Some(s.to_owned());
+                    }
+                }
+                m.iter().find_map(|(k, v)| find(v, slot, Some(k)))
+            }
+            Value::Array(a) => a.iter().find_map(|v| find(v, slot, None)),
+            _ => None,
+        }
+    }
+    find(&v, slot, None)
+}
+
+/// A small seeded generator (xorshift64*) for tests that pick random
+/// moments: the seed comes from the environment variable `var` if set
+/// (to replay a run), else from the clock; [`TestRng::seed`] tells it.
+pub struct TestRng {
+    seed: u64,
+    state: u64,
+}
+
+impl TestRng {
+    pub fn from_env(var: &str) -> TestRng {
+        let seed = std::env::var(var)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+                    ^ u64::from(std::process::id())
+            });
+        TestRng::new(seed)
+    }
+
+    pub fn new(seed: u64) -> TestRng {
+        TestRng {
+            seed,
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.state ^= self.state >> 12;
+        self.state ^= self.state << 25;
+        self.state ^= self.state >> 27;
+        self.state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// True with probability `percent`/100.
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
 }
