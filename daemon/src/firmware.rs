@@ -408,7 +408,23 @@ impl Firmware {
             }
             slots.push(info);
         }
-        let boot_next = hw.boot.boot_next().map_err(FirmwareError::Hardware)?;
+        let mut boot_next = hw.boot.boot_next().map_err(FirmwareError::Hardware)?;
+        // The boot loader must never be pointed at a slot whose content is
+        // not known good (bmcd never does that itself; a hand-edited
+        // environment or an older state could). Point it back at the
+        // running slot, which is good by definition.
+        let next_good = slots.iter().any(|s| s.name == boot_next && s.good());
+        if !next_good && boot_next != hw.booted {
+            log::warn!(
+                "firmware: the boot loader would start slot {boot_next:?}, which holds no good \
+                 image: boot slot {} next instead",
+                hw.booted
+            );
+            hw.boot
+                .set_boot_next(&hw.booted)
+                .map_err(FirmwareError::Hardware)?;
+            boot_next = hw.boot.boot_next().map_err(FirmwareError::Hardware)?;
+        }
         let view = FirmwareView {
             slots,
             boot_next,

@@ -487,3 +487,23 @@ fn only_a_reauthenticated_administrator_updates() {
     assert_eq!(slot(&env, OTHER).state().unwrap(), FirmwareState::Staged);
     assert_eq!(untouched(&env), before);
 }
+
+#[test]
+fn boot_next_on_a_slot_without_a_good_image_is_pointed_back_at_the_running_one() {
+    let kit = FwKit::new();
+    let env = fw_env(&kit, 0);
+    assert_eq!(manager(&env).boot_next().unwrap(), BOOTED);
+    assert_eq!(env.daemon.stop(), 0);
+    // A hand-edited boot environment names the Empty slot.
+    let boot_file = env.daemon.state_dir().join("sim-firmware/boot_next");
+    std::fs::write(&boot_file, format!("{OTHER}\n")).unwrap();
+    env.daemon.start_again();
+    assert_eq!(slot(&env, OTHER).state().unwrap(), FirmwareState::Empty);
+    assert_eq!(manager(&env).boot_next().unwrap(), BOOTED);
+    assert_eq!(std::fs::read_to_string(&boot_file).unwrap().trim(), BOOTED);
+    assert!(
+        env.daemon.log().contains("which holds no good image"),
+        "{}",
+        env.daemon.log_tail(20)
+    );
+}
