@@ -329,7 +329,7 @@ fn refusals_change_nothing() {
         .unwrap();
     for fd in [Fd::from(&pipe_r), Fd::from(&dir), Fd::from(&write_only)] {
         expect_error(
-            manager(&env).start_update(fd.try_to_owned().unwrap().into(), opts(&[])),
+            manager(&env).start_update(fd.try_to_owned().unwrap(), opts(&[])),
             "InvalidArgument",
         );
         expect_error(
