@@ -69,20 +69,41 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Run {
     run_inner(cmd, None, timeout)
 }
 
-/// Like [`run`], with `input` on stdin (a pipe, closed after `input`).
-pub fn run_input(cmd: &mut Command, input: &[u8], timeout: Duration) -> Run {
-    run_inner(cmd, Some(input.to_vec()), timeout)
+/// Like [`run`], with `stdin` (e.g. a file, whose descriptor gdbus can
+/// pass as `@h 0`).
+pub fn run_stdin(cmd: &mut Command, stdin: Stdio, timeout: Duration) -> Run {
+    cmd.stdin(stdin);
+    run_inner(cmd, Some(Input::Given), timeout)
 }
 
-fn run_inner(cmd: &mut Command, input: Option<Vec<u8>>, timeout: Duration) -> Run {
+/// Like [`run`], with `input` on stdin (a pipe, closed after `input`).
+pub fn run_input(cmd: &mut Command, input: &[u8], timeout: Duration) -> Run {
+    run_inner(cmd, Some(Input::Bytes(input.to_vec())), timeout)
+}
+
+enum Input {
+    /// Written to a pipe on stdin.
+    Bytes(Vec<u8>),
+    /// stdin was set by the caller.
+    Given,
+}
+
+fn run_inner(cmd: &mut Command, input: Option<Input>, timeout: Duration) -> Run {
     let cmdline = format!("{cmd:?}");
-    cmd.stdin(if input.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    match input {
+        Some(Input::Bytes(_)) => {
+            cmd.stdin(Stdio::piped());
+        }
+        Some(Input::Given) => {}
+        None => {
+            cmd.stdin(Stdio::null());
+        }
+    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let input = match input {
+        Some(Input::Bytes(b)) => Some(b),
+        _ => None,
+    };
     let start = Instant::now();
     let mut child = cmd
         .spawn()

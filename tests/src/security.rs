@@ -367,7 +367,13 @@ impl SecEnv {
             .arg("--method")
             .arg(method)
             .args(args);
-        run(&mut c, TOOL_TIMEOUT)
+        // stdin is an empty regular file, so that `@h 0` passes a
+        // descriptor bmcd accepts (it refuses pipes and devices such as
+        // /dev/null) and reads as an empty, invalid image.
+        let empty = self.env.daemon.dir().join("empty-stdin");
+        std::fs::write(&empty, b"").unwrap_or_else(|e| panic!("{}: {e}", empty.display()));
+        let stdin = std::fs::File::open(&empty).unwrap_or_else(|e| panic!("{e}"));
+        crate::process::run_stdin(&mut c, stdin.into(), TOOL_TIMEOUT)
     }
 
     /// `Session1.Authenticate(password, {})` as `who`, through gdbus:

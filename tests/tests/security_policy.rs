@@ -253,7 +253,7 @@ const CASES: &[Case] = &[
         host_on: None,
     },
     // Firmware: busctl cannot pass a descriptor, so the `h` methods go
-    // through gdbus, which passes its own stdin (/dev/null here) for
+    // through gdbus, which passes its own stdin (an empty file here) for
     // `@h 0` (see busctl_call below). The sensitive ones stop at the
     // re-authentication; Inspect describes the empty file as an invalid
     // image.
