@@ -1,13 +1,9 @@
 use std::fmt;
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
-use ed25519_dalek::pkcs8::KeypairBytes;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
-use ed25519_dalek::{SigningKey, VerifyingKey};
+use base64ct::{Base64, Encoding};
+use ed25519_dalek::VerifyingKey;
 use sha2::{Digest, Sha256};
 
 use crate::manifest::hex;
@@ -100,92 +96,176 @@ fn read_text(path: &Path) -> Result<String> {
     })
 }
 
-/// A public key file: PEM SubjectPublicKeyInfo (`openssl pkey -pubout`).
-pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey> {
-    let text = read_text(path)?;
-    VerifyingKey::from_public_key_pem(text.trim()).map_err(|e| ImageError::KeyFile {
-        path: path.to_owned(),
-        reason: format!("not a PEM Ed25519 public key: {e}"),
-    })
-}
+/// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): SEQUENCE
+/// { SEQUENCE { OID 1.3.101.112 }, BIT STRING (0 unused bits) }; the
+/// 32-byte key follows. The whole DER is exactly 44 bytes.
+const SPKI_PREFIX: [u8; 12] = [
+    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+];
+const SPKI_LEN: usize = 44;
+const PEM_BEGIN: &str = "-----BEGIN PUBLIC KEY-----";
+const PEM_END: &str = "-----END PUBLIC KEY-----";
 
-/// A private key file: PEM PKCS#8 (`openssl genpkey -algorithm ed25519`).
-pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    let text = zeroize_string(read_text(path)?);
-    SigningKey::from_pkcs8_pem(text.0.trim()).map_err(|e| ImageError::KeyFile {
-        path: path.to_owned(),
-        reason: format!("not a PEM PKCS#8 Ed25519 private key: {e}"),
-    })
-}
-
-/// Clears the string's bytes when dropped.
-struct Wipe(String);
-impl Drop for Wipe {
-    fn drop(&mut self) {
-        let s = std::mem::take(&mut self.0);
-        let mut bytes = s.into_bytes();
-        bytes.iter_mut().for_each(|b| *b = 0);
-        std::hint::black_box(&bytes);
+/// The 32 key bytes of a PEM "PUBLIC KEY" block holding an Ed25519
+/// SubjectPublicKeyInfo. Hand-written on purpose: the format is fixed (44
+/// bytes of DER), and the general pkcs8/spki/der/pem parsers cost bmcd
+/// ~84 KiB. Surrounding whitespace and LF or CRLF line ends are accepted;
+/// anything else (other labels, text around the block, bad base64, another
+/// algorithm or length) is refused.
+pub(crate) fn parse_public_key_pem(text: &str) -> std::result::Result<[u8; 32], String> {
+    let mut lines = text
+        .trim()
+        .lines()
+        .map(|l| l.trim_end_matches([' ', '\t', '\r']));
+    if lines.next() != Some(PEM_BEGIN) {
+        return Err(format!("expected a PEM block starting with {PEM_BEGIN}"));
     }
-}
-fn zeroize_string(s: String) -> Wipe {
-    Wipe(s)
-}
-
-/// A new key from the operating system's random source.
-pub fn generate_signing_key() -> Result<SigningKey> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed)
-        .map_err(|e| ImageError::Io(std::io::Error::other(format!("random source: {e}"))))?;
-    let key = SigningKey::from_bytes(&seed);
-    seed.iter_mut().for_each(|b| *b = 0);
-    std::hint::black_box(&seed);
+    let mut body = String::new();
+    let mut ended = false;
+    for line in lines {
+        if ended {
+            return Err(format!("text after {PEM_END}"));
+        }
+        if line == PEM_END {
+            ended = true;
+        } else if line.starts_with("-----") {
+            return Err(format!("unexpected PEM line {line:?}"));
+        } else if body.len() + line.len() > 4 * SPKI_LEN {
+            return Err(format!(
+                "key longer than the {SPKI_LEN} bytes of an Ed25519 key"
+            ));
+        } else {
+            body.push_str(line);
+        }
+    }
+    if !ended {
+        return Err(format!("missing {PEM_END}"));
+    }
+    let mut buf = [0u8; 3 * SPKI_LEN];
+    let der = Base64::decode(body.as_bytes(), &mut buf).map_err(|e| format!("bad base64: {e}"))?;
+    if der.len() != SPKI_LEN {
+        return Err(format!(
+            "{} bytes of DER, an Ed25519 SubjectPublicKeyInfo has {SPKI_LEN}",
+            der.len()
+        ));
+    }
+    if der[..SPKI_PREFIX.len()] != SPKI_PREFIX {
+        return Err("not an Ed25519 SubjectPublicKeyInfo (wrong DER prefix)".into());
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(&der[SPKI_PREFIX.len()..]);
     Ok(key)
 }
 
-/// Write `dir/NAME.key` (PKCS#8 PEM, mode 0600) and `dir/NAME.pub`
-/// (SubjectPublicKeyInfo PEM). Neither file may exist yet. Returns the
-/// two paths.
-pub fn write_key_pair(key: &SigningKey, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
-    let priv_path = dir.join(format!("{name}.key"));
-    let pub_path = dir.join(format!("{name}.pub"));
-    let err = |path: &Path, reason: String| ImageError::KeyFile {
+/// A public key file: PEM SubjectPublicKeyInfo (`openssl pkey -pubout`).
+pub fn read_verifying_key(path: &Path) -> Result<VerifyingKey> {
+    let err = |reason: String| ImageError::KeyFile {
         path: path.to_owned(),
-        reason,
+        reason: format!("not a PEM Ed25519 public key: {reason}"),
     };
-    // PKCS#8 v1 (no public key inside), as `openssl genpkey` writes it:
-    // OpenSSL 3.0 cannot read the v2 form.
-    let v1 = KeypairBytes {
-        secret_key: key.to_bytes(),
-        public_key: None,
-    };
-    let pem = v1
-        .to_pkcs8_pem(LineEnding::LF)
-        .map_err(|e| err(&priv_path, e.to_string()))?;
-    let pub_pem = key
-        .verifying_key()
-        .to_public_key_pem(LineEnding::LF)
-        .map_err(|e| err(&pub_path, e.to_string()))?;
-    if pub_path.exists() {
-        return Err(err(&pub_path, "already exists".into()));
+    let text = read_text(path)?;
+    let bytes = parse_public_key_pem(&text).map_err(err)?;
+    VerifyingKey::from_bytes(&bytes).map_err(|e| err(e.to_string()))
+}
+
+#[cfg(feature = "keygen")]
+pub use keygen::{generate_signing_key, read_signing_key, write_key_pair};
+
+/// Private keys (PKCS#8) and key generation: for `bmcimage` and tests,
+/// not linked into bmcd.
+#[cfg(feature = "keygen")]
+mod keygen {
+    use std::fs;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::path::{Path, PathBuf};
+
+    use ed25519_dalek::pkcs8::spki::der::pem::LineEnding;
+    use ed25519_dalek::pkcs8::KeypairBytes;
+    use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
+    use ed25519_dalek::SigningKey;
+
+    use super::read_text;
+    use crate::{ImageError, Result};
+
+    /// A private key file: PEM PKCS#8 (`openssl genpkey -algorithm ed25519`).
+    pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
+        let text = zeroize_string(read_text(path)?);
+        SigningKey::from_pkcs8_pem(text.0.trim()).map_err(|e| ImageError::KeyFile {
+            path: path.to_owned(),
+            reason: format!("not a PEM PKCS#8 Ed25519 private key: {e}"),
+        })
     }
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&priv_path)
-        .map_err(|e| err(&priv_path, e.to_string()))?;
-    f.write_all(pem.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err(&priv_path, e.to_string()))?;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&pub_path)
-        .map_err(|e| err(&pub_path, e.to_string()))?;
-    f.write_all(pub_pem.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err(&pub_path, e.to_string()))?;
-    Ok((priv_path, pub_path))
+
+    /// Clears the string's bytes when dropped.
+    struct Wipe(String);
+    impl Drop for Wipe {
+        fn drop(&mut self) {
+            let s = std::mem::take(&mut self.0);
+            let mut bytes = s.into_bytes();
+            bytes.iter_mut().for_each(|b| *b = 0);
+            std::hint::black_box(&bytes);
+        }
+    }
+    fn zeroize_string(s: String) -> Wipe {
+        Wipe(s)
+    }
+
+    /// A new key from the operating system's random source.
+    pub fn generate_signing_key() -> Result<SigningKey> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed)
+            .map_err(|e| ImageError::Io(std::io::Error::other(format!("random source: {e}"))))?;
+        let key = SigningKey::from_bytes(&seed);
+        seed.iter_mut().for_each(|b| *b = 0);
+        std::hint::black_box(&seed);
+        Ok(key)
+    }
+
+    /// Write `dir/NAME.key` (PKCS#8 PEM, mode 0600) and `dir/NAME.pub`
+    /// (SubjectPublicKeyInfo PEM). Neither file may exist yet. Returns the
+    /// two paths.
+    pub fn write_key_pair(key: &SigningKey, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf)> {
+        let priv_path = dir.join(format!("{name}.key"));
+        let pub_path = dir.join(format!("{name}.pub"));
+        let err = |path: &Path, reason: String| ImageError::KeyFile {
+            path: path.to_owned(),
+            reason,
+        };
+        // PKCS#8 v1 (no public key inside), as `openssl genpkey` writes it:
+        // OpenSSL 3.0 cannot read the v2 form.
+        let v1 = KeypairBytes {
+            secret_key: key.to_bytes(),
+            public_key: None,
+        };
+        let pem = v1
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|e| err(&priv_path, e.to_string()))?;
+        let pub_pem = key
+            .verifying_key()
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(|e| err(&pub_path, e.to_string()))?;
+        if pub_path.exists() {
+            return Err(err(&pub_path, "already exists".into()));
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&priv_path)
+            .map_err(|e| err(&priv_path, e.to_string()))?;
+        f.write_all(pem.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| err(&priv_path, e.to_string()))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&pub_path)
+            .map_err(|e| err(&pub_path, e.to_string()))?;
+        f.write_all(pub_pem.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| err(&pub_path, e.to_string()))?;
+        Ok((priv_path, pub_path))
+    }
 }

@@ -291,3 +291,99 @@ fn key_files_round_trip_and_bad_files_are_named() {
     assert!(err.to_string().contains("junk.pub"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+mod pem {
+    use crate::keys::parse_public_key_pem;
+
+    // `openssl genpkey -algorithm ed25519 | openssl pkey -pubout`
+    const OPENSSL: &str = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAoRD7XlGPCVWuZvq+eUQRlETuWa6zXF+tP859qhNvYzg=\n-----END PUBLIC KEY-----\n";
+    const KEY: [u8; 32] = [
+        0xa1, 0x10, 0xfb, 0x5e, 0x51, 0x8f, 0x09, 0x55, 0xae, 0x66, 0xfa, 0xbe, 0x79, 0x44, 0x11,
+        0x94, 0x44, 0xee, 0x59, 0xae, 0xb3, 0x5c, 0x5f, 0xad, 0x3f, 0xce, 0x7d, 0xaa, 0x13, 0x6f,
+        0x63, 0x38,
+    ];
+
+    fn pem(der: &[u8]) -> String {
+        use base64ct::{Base64, Encoding};
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            Base64::encode_string(der)
+        )
+    }
+
+    fn der() -> Vec<u8> {
+        let mut d = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
+        d.extend_from_slice(&KEY);
+        d
+    }
+
+    #[test]
+    fn openssl_key_parses() {
+        assert_eq!(parse_public_key_pem(OPENSSL), Ok(KEY));
+        assert_eq!(parse_public_key_pem(&pem(&der())), Ok(KEY));
+        assert_eq!(parse_public_key_pem(&format!("\n  {OPENSSL}\n\n")), Ok(KEY));
+    }
+
+    #[test]
+    fn crlf_line_endings_parse() {
+        assert_eq!(
+            parse_public_key_pem(&OPENSSL.replace('\n', "\r\n")),
+            Ok(KEY)
+        );
+    }
+
+    #[test]
+    fn wrong_prefix_is_refused() {
+        let mut d = der();
+        d[8] = 0x71; // OID 1.3.101.113 (Ed448)
+        assert!(parse_public_key_pem(&pem(&d)).is_err());
+        let mut d = der();
+        d[11] = 0x01; // unused bits in the BIT STRING
+        assert!(parse_public_key_pem(&pem(&d)).is_err());
+    }
+
+    #[test]
+    fn wrong_length_is_refused() {
+        let d = der();
+        assert!(parse_public_key_pem(&pem(&d[..43])).is_err());
+        let mut long = d.clone();
+        long.push(0);
+        assert!(parse_public_key_pem(&pem(&long)).is_err());
+        assert!(parse_public_key_pem(&pem(&[0u8; 400])).is_err());
+        assert!(parse_public_key_pem(&pem(&[])).is_err());
+    }
+
+    #[test]
+    fn bad_base64_is_refused() {
+        let bad = OPENSSL.replace("MCow", "MC*w");
+        assert!(parse_public_key_pem(&bad).is_err());
+        // Non-canonical trailing bits.
+        let bad = OPENSSL.replace("Yzg=", "Yzh=");
+        assert!(parse_public_key_pem(&bad).is_err());
+        let bad = OPENSSL.replace("Yzg=", "Yzg");
+        assert!(parse_public_key_pem(&bad).is_err());
+    }
+
+    #[test]
+    fn other_labels_are_refused() {
+        for label in ["PRIVATE KEY", "RSA PUBLIC KEY", "CERTIFICATE", "public key"] {
+            let t = OPENSSL.replace("PUBLIC KEY", label);
+            assert!(parse_public_key_pem(&t).is_err(), "{label}");
+        }
+        let mixed = OPENSSL.replace("END PUBLIC KEY", "END PRIVATE KEY");
+        assert!(parse_public_key_pem(&mixed).is_err());
+        assert!(parse_public_key_pem("").is_err());
+        assert!(parse_public_key_pem("not a key").is_err());
+    }
+
+    #[test]
+    fn trailing_garbage_is_refused() {
+        assert!(parse_public_key_pem(&format!("{OPENSSL}garbage\n")).is_err());
+        assert!(parse_public_key_pem(&format!("{OPENSSL}{OPENSSL}")).is_err());
+        assert!(parse_public_key_pem(&format!("text\n{OPENSSL}")).is_err());
+        let missing_end = OPENSSL.replace("-----END PUBLIC KEY-----\n", "");
+        assert!(parse_public_key_pem(&missing_end).is_err());
+    }
+}
