@@ -26,7 +26,7 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use bmcd_api::{FirmwareState, TaskState, BMC_COMPONENT};
 use bmcd_image::{ImageError, ImageReader, Keyring, Manifest, PayloadStream};
@@ -38,6 +38,7 @@ use crate::clock::now_ms;
 use crate::config::FirmwareConfig;
 use crate::hw::firmware::{BootSelector, FirmwareHw, Slot};
 use crate::hw::HwError;
+use crate::sync::lock;
 use crate::tasks::{ResultValue, TaskHandle, Tasks};
 
 /// The file that keeps the slots' states under the state directory.
@@ -239,18 +240,13 @@ pub struct Firmware {
     updating: Mutex<Option<String>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves the value consistent: go on after a
-    // panic elsewhere.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 async fn off_runtime<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, FirmwareError> + Send + 'static,
 ) -> Result<T, FirmwareError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(FirmwareError::Internal(format!("firmware worker: {e}"))))
+    crate::sync::off_runtime(f, |e| {
+        FirmwareError::Internal(format!("firmware worker: {e}"))
+    })
+    .await
 }
 
 /// Compare two version strings with semantic-versioning precedence,

@@ -25,6 +25,7 @@ pub mod hw;
 pub mod logging;
 pub mod notify;
 pub mod store;
+pub mod sync;
 pub mod tasks;
 
 use std::path::{Path, PathBuf};

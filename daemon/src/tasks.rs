@@ -58,7 +58,7 @@ use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bmcd_api::{TaskState, MAX_TASK_MESSAGES};
@@ -68,6 +68,7 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use crate::clock::now_ms;
 use crate::store::write_atomic;
+use crate::sync::lock;
 
 /// The state file in the state directory.
 pub const FILE: &str = "tasks.json";
@@ -280,10 +281,6 @@ pub struct Tasks {
     io: Mutex<()>,
     events: mpsc::UnboundedSender<TaskEvent>,
     finished: Notify,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.

@@ -32,7 +32,7 @@ pub mod lockout;
 pub mod pam;
 pub mod policy;
 
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bmcd_api::Error;
@@ -44,6 +44,7 @@ use zbus::Connection;
 use zeroize::Zeroizing;
 
 use crate::config::AuthConfig;
+use crate::sync::lock;
 use grants::{Grants, Kind};
 use identity::Groups;
 use lockout::{AfterFailure, Limits, Lockout};
@@ -67,10 +68,6 @@ pub struct Auth {
     pam: tokio::sync::Mutex<()>,
     /// The bus driver, once attached to a connection.
     bus: OnceLock<DBusProxy<'static>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn seconds(d: Duration) -> u64 {

@@ -66,9 +66,7 @@ pub type HwResult<T> = Result<T, HwError>;
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> HwResult<T> + Send + 'static,
 ) -> HwResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .unwrap_or_else(|e| Err(HwError::Lost(format!("hardware task failed: {e}"))))
+    crate::sync::off_runtime(f, |e| HwError::Lost(format!("hardware task failed: {e}"))).await
 }
 
 /// A fan level in percent, 0 (off) to 100 (full speed); no other value can

@@ -18,7 +18,7 @@
 //! - [`hardware`]: the booted slot from the kernel command line, the
 //!   running version from os-release.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -96,8 +96,9 @@ pub(crate) fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error
     move |source| HwError::Io { what, source }
 }
 
-/// Replace `path` with `data` atomically: a temporary file beside it,
-/// synced, renamed over it, and the directory synced.
+/// Replace `path` with `data` atomically ([`crate::store::write_atomic`]:
+/// a temporary file beside it, synced, renamed over it, the directory
+/// synced).
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> HwResult<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
@@ -107,17 +108,7 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> HwResult<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let what = tmp.display().to_string();
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io_err(&what))?;
-        f.write_all(data).map_err(io_err(&what))?;
-        f.sync_all().map_err(io_err(&what))?;
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path.display()))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir.display()))
+    crate::store::write_atomic(dir, &name, data).map_err(io_err(path.display()))
 }
 
 /// Read a small text file (at most 64 KiB), `None` if it does not exist.
