@@ -18,6 +18,9 @@ use zbus::zvariant::OwnedValue;
 use crate::auth;
 use crate::error::{self, names, CliError, ErrCtx, Exit};
 
+/// The properties of one object's interface, by name.
+pub type Props = HashMap<String, OwnedValue>;
+
 /// Which bus to talk to (`--address`, `$BMCCTL_ADDRESS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusAddress {
@@ -124,6 +127,27 @@ impl Client {
     /// `f` may therefore run twice. bmcd refuses a sensitive call before it
     /// changes anything, so a closure whose sensitive call is its first
     /// mutating call is safe to repeat; keep it that way.
+    /// The path and properties of every bmcd object that implements
+    /// `iface`, from one `GetManagedObjects`; the others (intermediate
+    /// nodes with empty dicts, other interfaces) are skipped.
+    pub fn objects_with(&self, iface: &str) -> Result<Vec<(String, Props)>, CliError> {
+        let objects = self.call(|c| {
+            object_manager(c)?
+                .get_managed_objects()
+                .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
+        })?;
+        Ok(objects
+            .into_iter()
+            .filter_map(|(path, ifaces)| {
+                let props = ifaces
+                    .into_iter()
+                    .find(|(name, _)| name.as_str() == iface)?
+                    .1;
+                Some((path.to_string(), props))
+            })
+            .collect())
+    }
+
     pub fn call<T>(
         &self,
         mut f: impl FnMut(&Connection) -> bmcd_api::Result<T>,

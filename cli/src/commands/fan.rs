@@ -88,19 +88,10 @@ fn fan_from_props(path: &str, props: &Props) -> Fan {
 /// without it (the intermediate nodes come back with empty dicts, the zone,
 /// the chassis) are skipped.
 fn read_fans(client: &Client) -> Result<Vec<Fan>, CliError> {
-    let objects = client.call(|c| {
-        conn::object_manager(c)?
-            .get_managed_objects()
-            .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
-    })?;
-    let mut fans: Vec<Fan> = objects
+    let mut fans: Vec<Fan> = client
+        .objects_with(bmcd_api::FAN_IFACE)?
         .iter()
-        .filter_map(|(path, ifaces)| {
-            ifaces
-                .iter()
-                .find(|(iface, _)| iface.as_str() == bmcd_api::FAN_IFACE)
-                .map(|(_, props)| fan_from_props(path.as_str(), props))
-        })
+        .map(|(path, props)| fan_from_props(path, props))
         .collect();
     fans.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.path.cmp(&b.path)));
     Ok(fans)

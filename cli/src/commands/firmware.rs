@@ -259,19 +259,10 @@ fn read_manager(client: &Client) -> Result<Manager, CliError> {
 
 /// Every `Firmware1` object, sorted by slot name.
 fn read_slots(client: &Client) -> Result<Vec<Slot>, CliError> {
-    let objects = client.call(|c| {
-        conn::object_manager(c)?
-            .get_managed_objects()
-            .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
-    })?;
-    let mut slots: Vec<Slot> = objects
+    let mut slots: Vec<Slot> = client
+        .objects_with(bmcd_api::FIRMWARE_IFACE)?
         .iter()
-        .filter_map(|(path, ifaces)| {
-            ifaces
-                .iter()
-                .find(|(iface, _)| iface.as_str() == bmcd_api::FIRMWARE_IFACE)
-                .map(|(_, props)| Slot::from_props(path.as_str(), props))
-        })
+        .map(|(path, props)| Slot::from_props(path, props))
         .collect();
     conn::sort_small(&mut slots, |a, b| (&a.slot, &a.path) < (&b.slot, &b.path));
     Ok(slots)

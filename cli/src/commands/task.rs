@@ -284,19 +284,10 @@ pub fn run(cmd: TaskCmd, ctx: &Ctx) -> Result<Output, CliError> {
 
 /// Every `Task1` object, oldest first.
 fn read_tasks(client: &Client) -> Result<Vec<TaskInfo>, CliError> {
-    let objects = client.call(|c| {
-        conn::object_manager(c)?
-            .get_managed_objects()
-            .map_err(|e| bmcd_api::Error::from(zbus::Error::from(e)))
-    })?;
-    let mut tasks: Vec<TaskInfo> = objects
+    let mut tasks: Vec<TaskInfo> = client
+        .objects_with(bmcd_api::TASK_IFACE)?
         .iter()
-        .filter_map(|(path, ifaces)| {
-            ifaces
-                .iter()
-                .find(|(iface, _)| iface.as_str() == bmcd_api::TASK_IFACE)
-                .map(|(_, props)| TaskInfo::from_props(path.as_str(), props))
-        })
+        .map(|(path, props)| TaskInfo::from_props(path, props))
         .collect();
     conn::sort_small(&mut tasks, |a, b| (a.id, &a.path) < (b.id, &b.path));
     Ok(tasks)
