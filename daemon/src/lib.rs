@@ -23,6 +23,7 @@ pub mod cooling;
 pub mod firmware;
 pub mod hw;
 pub mod logging;
+pub mod logstore;
 pub mod notify;
 pub mod store;
 pub mod sync;
