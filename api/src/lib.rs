@@ -15,8 +15,8 @@ pub mod types;
 use std::collections::HashMap;
 
 pub use types::{
-    CoolingMode, FirmwareState, Health, PowerOffMode, PowerState, RestorePolicy, Severity,
-    TaskState, Transition, UnknownVariant,
+    CoolingMode, FirmwareState, Health, LogSeverity, PowerOffMode, PowerState, RestorePolicy,
+    Severity, TaskState, Transition, UnknownVariant,
 };
 pub use zbus;
 use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
@@ -36,6 +36,17 @@ pub const TASKS_PATH: &str = "/org/bmcd/tasks";
 /// The firmware manager (`FirmwareManager1`); one `Firmware1` child per
 /// slot, `/org/bmcd/firmware/<slot>`.
 pub const FIRMWARE_PATH: &str = "/org/bmcd/firmware";
+/// Parent of the logs (`Log1` objects at `log_path(name)`).
+pub const LOGS_PATH: &str = "/org/bmcd/logs";
+/// The event log: what happened (power, cooling, firmware, daemon).
+pub const EVENT_LOG_PATH: &str = "/org/bmcd/logs/event";
+/// The audit log: who did what (every mutating call and every
+/// authentication attempt). It is never cleared over D-Bus; it rotates.
+pub const AUDIT_LOG_PATH: &str = "/org/bmcd/logs/audit";
+/// The log names, as in their paths and in `bmcctl log list NAME`.
+pub const LOG_NAMES: [&str; 2] = ["event", "audit"];
+/// The dump manager (`Dump1`); dumps are children (`dump_path(id)`).
+pub const DUMPS_PATH: &str = "/org/bmcd/dumps";
 
 pub const CHASSIS_IFACE: &str = "org.bmcd.Chassis1";
 pub const FAN_IFACE: &str = "org.bmcd.Fan1";
@@ -49,6 +60,12 @@ pub const TASK_IFACE: &str = "org.bmcd.Task1";
 pub const FIRMWARE_IFACE: &str = "org.bmcd.Firmware1";
 /// Updates, boot selection and rollback; served at `FIRMWARE_PATH`.
 pub const FIRMWARE_MANAGER_IFACE: &str = "org.bmcd.FirmwareManager1";
+/// One log (event or audit): cursor-paged entries.
+pub const LOG_IFACE: &str = "org.bmcd.Log1";
+/// The dump manager at `DUMPS_PATH`: makes diagnostic dumps as tasks.
+pub const DUMP_MANAGER_IFACE: &str = "org.bmcd.Dump1";
+/// One finished dump at `dump_path(id)`.
+pub const DUMP_IFACE: &str = "org.bmcd.DumpEntry1";
 /// Prefix of every error name the daemon returns.
 pub const ERROR_PREFIX: &str = "org.bmcd.Error";
 
@@ -159,6 +176,248 @@ pub mod update_result {
     pub const DIGEST: &str = "digest";
     /// `b`: the slot is now `BootNext`.
     pub const ACTIVATED: &str = "activated";
+}
+
+/// Object path of the log called `name` (`event` or `audit`), or `None`.
+pub fn log_path(name: &str) -> Option<&'static str> {
+    match name {
+        "event" => Some(EVENT_LOG_PATH),
+        "audit" => Some(AUDIT_LOG_PATH),
+        _ => None,
+    }
+}
+
+/// Object path of dump `id` (ids start at 1 and are never reused).
+pub fn dump_path(id: u64) -> String {
+    format!("{DUMPS_PATH}/{id}")
+}
+
+/// `Log1.GetEntries`: cursors, the page cap and the option keys.
+///
+/// A cursor is an entry `Id` (a position, never an offset): a page read
+/// with it is the same whatever is appended meanwhile. Ids start at 1,
+/// grow by one per entry and are never reused, not even after `Clear`.
+/// With `direction` `newer` (the default) a page holds the entries with
+/// `Id >= cursor`, oldest first, and `next_cursor` is the last one's
+/// `Id + 1`; with `older`, `Id <= cursor`, newest first, and
+/// `next_cursor` is the last one's `Id - 1` (0: nothing older is left).
+/// So `GetEntries(CURSOR_OLDEST, n, {})` starts at the oldest entry and
+/// `GetEntries(CURSOR_NEWEST, n, {direction: older})` at the newest.
+/// A cursor older than the oldest kept entry starts at the oldest one and
+/// `info` carries `dropped: true`.
+pub mod log_query {
+    /// Start at the oldest kept entry (direction `newer`).
+    pub const CURSOR_OLDEST: u64 = 0;
+    /// Start at the newest entry (direction `older`).
+    pub const CURSOR_NEWEST: u64 = u64::MAX;
+    /// The most entries one page returns; a larger `count` is cut to it
+    /// (`count` 0 is `InvalidArgument`).
+    pub const MAX_PAGE: u32 = 1000;
+    /// With filters, one call examines at most this many entries; it then
+    /// returns what it found (maybe fewer than `count`, maybe none) with a
+    /// `next_cursor` to go on from and `info` `end: false`. This bounds the
+    /// time of one call on a big log.
+    pub const MAX_SCAN: u32 = 20_000;
+
+    /// `s`: `newer` (default) or `older`.
+    pub const DIRECTION: &str = "direction";
+    pub const NEWER: &str = "newer";
+    pub const OLDER: &str = "older";
+    /// `t`: only entries with `Time >= since` (µs since the epoch).
+    pub const SINCE: &str = "since";
+    /// `t`: only entries with `Time <= until` (µs since the epoch).
+    pub const UNTIL: &str = "until";
+    /// `s`: a `LogSeverity` word; only entries at least this severe.
+    pub const MIN_SEVERITY: &str = "min-severity";
+    /// `s`: only entries whose `Source` is exactly this.
+    pub const SOURCE: &str = "source";
+    /// `s`: only entries whose `MessageId` is exactly this, or, when it
+    /// ends with `.` (`Chassis.`), starts with it.
+    pub const MESSAGE_ID: &str = "message-id";
+    pub const OPTIONS: &[&str] = &[DIRECTION, SINCE, UNTIL, MIN_SEVERITY, SOURCE, MESSAGE_ID];
+
+    /// `info` keys of the answer.
+    pub mod info {
+        /// `t`: the log's `FirstId`, `LastId` and `Generation` when the
+        /// page was read.
+        pub const FIRST_ID: &str = "first-id";
+        pub const LAST_ID: &str = "last-id";
+        pub const GENERATION: &str = "generation";
+        /// `b`: the cursor named entries that are gone (rotated out or
+        /// cleared); the page starts at the oldest kept one.
+        pub const DROPPED: &str = "dropped";
+        /// `b`: nothing further in this direction now (`newer`: the page
+        /// reached `LastId`; `older`: it reached `FirstId`).
+        pub const END: &str = "end";
+        /// `u`: how many entries the call examined (filters).
+        pub const SCANNED: &str = "scanned";
+    }
+}
+
+/// The keys of one entry in `GetEntries` (`a{sv}`).
+pub mod entry_keys {
+    /// `t`: the entry's sequence number; its cursor.
+    pub const ID: &str = "Id";
+    /// `t`: microseconds since the Unix epoch.
+    pub const TIME: &str = "Time";
+    /// `s`: a `LogSeverity` word.
+    pub const SEVERITY: &str = "Severity";
+    /// `s`: what produced it: `chassis`, `cooling`, `firmware`, `daemon`,
+    /// `log`, `dump`, `sim`; in the audit log `bus` or `auth`.
+    pub const SOURCE: &str = "Source";
+    /// `s`: a stable dotted id (`message_ids`).
+    pub const MESSAGE_ID: &str = "MessageId";
+    /// `s`: for people.
+    pub const MESSAGE: &str = "Message";
+    /// `a{ss}`: structured details; the keys depend on `MessageId`.
+    pub const DATA: &str = "Data";
+}
+
+/// Every `MessageId` bmcd writes, with its severity and `Data` keys (the
+/// README table is generated from the same list by a test).
+pub mod message_ids {
+    /// (id, severity word, meaning, data keys)
+    pub const ALL: &[(&str, &str, &str, &str)] = &[
+        (
+            "Daemon.Started",
+            "Notice",
+            "bmcd started",
+            "version, platform",
+        ),
+        ("Daemon.Stopped", "Notice", "bmcd stopped cleanly", "signal"),
+        (
+            "Daemon.ConfigError",
+            "Error",
+            "a configuration or hardware part could not be used",
+            "part, error",
+        ),
+        (
+            "Chassis.PowerStateChanged",
+            "Notice",
+            "host power changed",
+            "from, to",
+        ),
+        (
+            "Chassis.TransitionCompleted",
+            "Informational",
+            "a power transition task completed",
+            "transition, task",
+        ),
+        (
+            "Chassis.TransitionFailed",
+            "Error",
+            "a power transition task failed, was cancelled or interrupted",
+            "transition, task, state, error",
+        ),
+        (
+            "Chassis.RestorePolicyApplied",
+            "Notice",
+            "the restore policy acted at start",
+            "policy, action",
+        ),
+        (
+            "Cooling.ModeChanged",
+            "Notice",
+            "cooling mode changed (Auto, Manual, Failsafe)",
+            "from, to",
+        ),
+        (
+            "Cooling.FailsafeEntered",
+            "Critical",
+            "fans forced to the failsafe level",
+            "reason, level",
+        ),
+        ("Cooling.FailsafeLeft", "Notice", "failsafe ended", ""),
+        (
+            "Cooling.FanLost",
+            "Error",
+            "a fan stopped or cannot be read",
+            "fan",
+        ),
+        ("Cooling.FanRestored", "Notice", "a fan is back", "fan"),
+        (
+            "Cooling.SensorLost",
+            "Error",
+            "a temperature sensor cannot be read",
+            "sensor",
+        ),
+        (
+            "Cooling.SensorRestored",
+            "Notice",
+            "a temperature sensor is back",
+            "sensor",
+        ),
+        (
+            "Firmware.UpdateCompleted",
+            "Notice",
+            "a firmware update wrote and verified a slot",
+            "slot, version, task, activated",
+        ),
+        (
+            "Firmware.UpdateFailed",
+            "Error",
+            "a firmware update failed, was cancelled or interrupted",
+            "slot, version, task, state, error",
+        ),
+        (
+            "Firmware.Activated",
+            "Notice",
+            "BootNext changed (activate or rollback)",
+            "slot, from",
+        ),
+        (
+            "Log.Cleared",
+            "Notice",
+            "the event log was cleared (first entry after a clear)",
+            "user, uid, generation, removed",
+        ),
+        (
+            "Log.Corrupt",
+            "Error",
+            "a damaged log segment was set aside",
+            "log, file, reason",
+        ),
+        (
+            "Dump.Created",
+            "Informational",
+            "a diagnostic dump was made",
+            "dump, size, task",
+        ),
+        (
+            "Sim.Event",
+            "Informational",
+            "a synthetic event from Simulation1.AppendEvents",
+            "n",
+        ),
+        (
+            "Audit.Call",
+            "Notice",
+            "a mutating bus call, allowed (Notice) or refused (Warning)",
+            "uid, user, role, interface, method, args, result, sender",
+        ),
+        (
+            "Audit.Authentication",
+            "Notice",
+            "an authentication attempt, passed (Notice) or failed (Warning)",
+            "uid, user, result",
+        ),
+        (
+            "Audit.LogCleared",
+            "Notice",
+            "the event log was cleared",
+            "uid, user, generation, removed",
+        ),
+    ];
+}
+
+/// `Dump1` and `DumpEntry1`: the `Result` keys of a finished `Dump` task.
+pub mod dump_result {
+    /// `o`: the `DumpEntry1` object.
+    pub const DUMP: &str = "dump";
+    /// `t`: bytes of the `.tar.gz`.
+    pub const SIZE: &str = "size";
+    /// `b`: the size cap was reached; the dump lacks its last parts.
+    pub const TRUNCATED: &str = "truncated";
 }
 
 /// How many of a task's recent messages `Task1.Messages` keeps.
@@ -450,6 +709,10 @@ pub trait Simulation {
     fn set_sensor_fault(&self, sensor: &str, lost: bool, options: Options<'_>) -> Result<()>;
     /// Whether the simulated host OS honours a graceful shutdown request.
     fn set_host_responsive(&self, responsive: bool, options: Options<'_>) -> Result<()>;
+    /// Append `count` (1–100000) synthetic `Sim.Event` entries to the
+    /// event log, as fast as the store takes them (tests and benchmarks).
+    /// Returns the first and last new `Id`.
+    fn append_events(&self, count: u32, options: Options<'_>) -> Result<(u64, u64)>;
 
     #[zbus(property)]
     fn ambient(&self) -> zbus::Result<f64>;
@@ -642,6 +905,120 @@ pub trait FirmwareManager {
     /// The running `FirmwareUpdate` task, or `/` when none runs.
     #[zbus(property)]
     fn update_task(&self) -> zbus::Result<OwnedObjectPath>;
+}
+
+/// One log entry as `GetEntries` returns it (keys: [`entry_keys`]).
+pub type LogEntry = HashMap<String, OwnedValue>;
+
+/// `org.bmcd.Log1` at `EVENT_LOG_PATH` and `AUDIT_LOG_PATH`: one
+/// append-only, crash-safe log, read page by page with stable cursors.
+///
+/// Entries are kept up to `MaxEntries` (and a byte limit); the oldest go
+/// first, whole segments at a time. The event log is readable by every
+/// role; the audit log by Administrators.
+#[zbus::proxy(
+    interface = "org.bmcd.Log1",
+    default_service = "org.bmcd",
+    gen_blocking = true
+)]
+pub trait Log {
+    /// One page: up to `count` entries from `cursor` (see [`log_query`]
+    /// for cursors, directions, filters and `info`).
+    #[allow(clippy::type_complexity)]
+    fn get_entries(
+        &self,
+        cursor: u64,
+        count: u32,
+        options: Options<'_>,
+    ) -> Result<(Vec<LogEntry>, u64, HashMap<String, OwnedValue>)>;
+    /// Remove every entry (event log only: Administrator, with
+    /// re-authentication). Ids go on from where they were; `Generation`
+    /// grows by one; the audit log records who cleared it, and the event
+    /// log starts again with a `Log.Cleared` entry. The audit log answers
+    /// `NotAllowed`: it only rotates.
+    fn clear(&self, options: Options<'_>) -> Result<()>;
+
+    /// Entries with `first..=last` were appended (one signal may cover
+    /// many entries).
+    #[zbus(signal)]
+    fn appended(&self, first: u64, last: u64) -> zbus::Result<()>;
+
+    /// `event` or `audit`.
+    #[zbus(property)]
+    fn name(&self) -> zbus::Result<String>;
+    /// The oldest kept entry's Id; `LastId + 1` when the log is empty.
+    #[zbus(property)]
+    fn first_id(&self) -> zbus::Result<u64>;
+    /// The newest entry's Id; 0 if nothing was ever appended.
+    #[zbus(property)]
+    fn last_id(&self) -> zbus::Result<u64>;
+    /// How many entries are kept.
+    #[zbus(property)]
+    fn count(&self) -> zbus::Result<u64>;
+    /// Grows by one at each `Clear`.
+    #[zbus(property)]
+    fn generation(&self) -> zbus::Result<u64>;
+    /// The most entries kept.
+    #[zbus(property)]
+    fn max_entries(&self) -> zbus::Result<u64>;
+    /// The most bytes the log takes on disk.
+    #[zbus(property)]
+    fn max_bytes(&self) -> zbus::Result<u64>;
+}
+
+/// `org.bmcd.Dump1` at `DUMPS_PATH`: diagnostic dumps (a `.tar.gz` of
+/// both logs, the daemon's state, the configuration without secrets, the
+/// firmware inventory, sensor and fan readings, and system basics).
+#[zbus::proxy(
+    interface = "org.bmcd.Dump1",
+    default_service = "org.bmcd",
+    default_path = "/org/bmcd/dumps",
+    gen_blocking = true
+)]
+pub trait DumpManager {
+    /// Make a dump as a `Dump` task (phases `Collect`, `Finish`); its
+    /// `Result` names the new `DumpEntry1` object ([`dump_result`]). One
+    /// dump at a time (`Busy`). Administrator.
+    fn create(&self, options: Options<'_>) -> Result<OwnedObjectPath>;
+
+    /// The most dumps kept; the oldest goes when a new one is made.
+    #[zbus(property)]
+    fn max_dumps(&self) -> zbus::Result<u32>;
+    /// The most bytes one dump may take; a dump stops adding parts there.
+    #[zbus(property)]
+    fn max_size(&self) -> zbus::Result<u64>;
+}
+
+/// `org.bmcd.DumpEntry1` at `dump_path(id)`: one finished dump.
+#[zbus::proxy(
+    interface = "org.bmcd.DumpEntry1",
+    default_service = "org.bmcd",
+    gen_blocking = true
+)]
+pub trait DumpEntry {
+    /// A read-only descriptor of the `.tar.gz` (Administrator), so a
+    /// client copies it without access to bmcd's state directory.
+    fn open(&self, options: Options<'_>) -> Result<zbus::zvariant::OwnedFd>;
+    /// Remove the dump (Administrator).
+    fn delete(&self, options: Options<'_>) -> Result<()>;
+
+    #[zbus(property)]
+    fn id(&self) -> zbus::Result<u64>;
+    /// A file name for it: `bmcd-dump-<host>-<id>-<UTC time>.tar.gz`.
+    #[zbus(property)]
+    fn file_name(&self) -> zbus::Result<String>;
+    /// Bytes.
+    #[zbus(property)]
+    fn size(&self) -> zbus::Result<u64>;
+    /// Milliseconds since the Unix epoch it was made.
+    #[zbus(property)]
+    fn time(&self) -> zbus::Result<u64>;
+    /// SHA-256 of the file, 64 hex digits.
+    #[zbus(property)]
+    fn digest(&self) -> zbus::Result<String>;
+    /// The size cap was reached; the dump lacks its last parts.
+    #[zbus(property)]
+    fn truncated(&self) -> zbus::Result<bool>;
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ macro_rules! string_enum {
 
         impl<'a> TryFrom<Value<'a>> for $name {
             type Error = zbus::zvariant::Error;
-            fn try_from(v: Value<'a>) -> Result<Self, Self::Error> {
+            fn try_from(v: Value<'a>) -> Result<Self, zbus::zvariant::Error> {
                 match v {
                     Value::Str(s) => s
                         .as_str()
@@ -128,7 +128,7 @@ macro_rules! string_enum {
 
         impl TryFrom<OwnedValue> for $name {
             type Error = zbus::zvariant::Error;
-            fn try_from(v: OwnedValue) -> Result<Self, Self::Error> {
+            fn try_from(v: OwnedValue) -> Result<Self, zbus::zvariant::Error> {
                 Value::from(v).try_into()
             }
         }
@@ -196,6 +196,33 @@ string_enum! {
 string_enum! {
     /// Severity of an event.
     Severity { Critical, Warning, Info }
+}
+
+string_enum! {
+    /// Severity of a log entry: the eight syslog levels (RFC 5424), most
+    /// severe first. On the wire a word; in the store its number 0–7
+    /// (`LogSeverity::ALL` index).
+    LogSeverity {
+        Emergency,
+        Alert,
+        Critical,
+        Error,
+        Warning,
+        Notice,
+        Informational,
+        Debug,
+    }
+}
+
+impl LogSeverity {
+    /// The syslog number: 0 (Emergency) … 7 (Debug).
+    pub fn level(self) -> u8 {
+        self as u8
+    }
+    /// The severity of syslog number `n`, `None` above 7.
+    pub fn from_level(n: u8) -> Option<LogSeverity> {
+        LogSeverity::ALL.get(usize::from(n)).copied()
+    }
 }
 
 string_enum! {
@@ -269,6 +296,7 @@ mod tests {
             CoolingMode::SIGNATURE,
             Severity::SIGNATURE,
             TaskState::SIGNATURE,
+            LogSeverity::SIGNATURE,
         ] {
             assert_eq!(sig.to_string(), "s");
         }

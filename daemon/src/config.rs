@@ -36,6 +36,116 @@ pub struct Config {
     /// Firmware slots, boot selection, trusted keys.
     #[serde(default)]
     pub firmware: FirmwareConfig,
+    /// Size limits of the event and audit logs.
+    #[serde(default)]
+    pub logs: LogsConfig,
+    /// Diagnostic dumps: how many are kept and how big one may grow.
+    #[serde(default)]
+    pub dumps: DumpsConfig,
+}
+
+/// The `logs` section: one limit set per log. The logs live in
+/// `state_dir/logs/{event,audit}`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    #[serde(default)]
+    pub event: LogLimits,
+    #[serde(default)]
+    pub audit: LogLimits,
+}
+
+/// How big one log may grow; the oldest segment goes first.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogLimits {
+    #[serde(default = "d_log_entries")]
+    pub max_entries: u64,
+    #[serde(default = "d_log_bytes")]
+    pub max_bytes: u64,
+    #[serde(default = "d_segment_bytes")]
+    pub segment_bytes: u64,
+}
+
+fn d_log_entries() -> u64 {
+    20_000
+}
+fn d_log_bytes() -> u64 {
+    4 * 1024 * 1024
+}
+fn d_segment_bytes() -> u64 {
+    256 * 1024
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_entries: d_log_entries(),
+            max_bytes: d_log_bytes(),
+            segment_bytes: d_segment_bytes(),
+        }
+    }
+}
+
+impl LogLimits {
+    fn validate(&self, field: &str) -> Result<(), String> {
+        range(
+            &format!("{field}.max_entries"),
+            self.max_entries,
+            100,
+            10_000_000,
+        )?;
+        range(
+            &format!("{field}.segment_bytes"),
+            self.segment_bytes,
+            4096,
+            64 * 1024 * 1024,
+        )?;
+        // At least two segments, so rotation never empties the log.
+        range(
+            &format!("{field}.max_bytes"),
+            self.max_bytes,
+            self.segment_bytes.saturating_mul(2),
+            4 * 1024 * 1024 * 1024,
+        )
+        .map_err(|e| format!("{e} (at least two segments)"))
+    }
+
+    pub fn store_limits(&self) -> crate::logstore::Limits {
+        crate::logstore::Limits {
+            max_entries: self.max_entries,
+            max_bytes: self.max_bytes,
+            segment_bytes: self.segment_bytes,
+        }
+    }
+}
+
+/// The `dumps` section. Dumps live in `state_dir/dumps`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DumpsConfig {
+    /// The newest this many are kept (1–16).
+    #[serde(default = "d_max_dumps")]
+    pub max_dumps: u32,
+    /// Compressed bytes one dump may take; it stops adding parts there.
+    #[serde(default = "d_dump_bytes")]
+    pub max_size: u64,
+}
+
+fn d_max_dumps() -> u32 {
+    3
+}
+fn d_dump_bytes() -> u64 {
+    8 * 1024 * 1024
+}
+
+impl Default for DumpsConfig {
+    fn default() -> Self {
+        DumpsConfig {
+            max_dumps: d_max_dumps(),
+            max_size: d_dump_bytes(),
+        }
+    }
 }
 
 /// The `firmware` section.
@@ -932,6 +1042,15 @@ impl Config {
         self.auth.validate()?;
         self.tasks.validate().map_err(|e| format!("tasks.{e}"))?;
         self.firmware.validate()?;
+        self.logs.event.validate("logs.event")?;
+        self.logs.audit.validate("logs.audit")?;
+        range("dumps.max_dumps", self.dumps.max_dumps.into(), 1, 16)?;
+        range(
+            "dumps.max_size",
+            self.dumps.max_size,
+            64 * 1024,
+            1024 * 1024 * 1024,
+        )?;
         Ok(())
     }
 
