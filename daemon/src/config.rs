@@ -509,6 +509,14 @@ pub enum PlatformConfig {
 }
 
 impl PlatformConfig {
+    /// `sim` or `hardware`, as in the file.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PlatformConfig::Sim(_) => "sim",
+            PlatformConfig::Hardware(_) => "hardware",
+        }
+    }
+
     pub fn fan_names(&self) -> Vec<&str> {
         match self {
             PlatformConfig::Sim(c) => c.fans.iter().map(|f| f.name.as_str()).collect(),

@@ -23,6 +23,7 @@ pub mod cooling;
 pub mod firmware;
 pub mod hw;
 pub mod logging;
+pub mod logs;
 pub mod logstore;
 pub mod notify;
 pub mod store;
@@ -195,6 +196,14 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     }
     let store =
         Arc::new(store::Store::open(&cfg.state_dir).map_err(|e| format!("state directory: {e}"))?);
+    let logs = {
+        let (dir, logs_cfg) = (cfg.state_dir.clone(), cfg.logs.clone());
+        sync::off_runtime(
+            move || logs::Logs::open(&dir, &logs_cfg).map_err(|e| format!("logs: {e}")),
+            |e| format!("logs: start-up worker failed: {e}"),
+        )
+        .await?
+    };
     let platform = hw::build(&cfg.platform).map_err(|e| format!("hardware: {e}"))?;
     // Tasks that were running when bmcd last stopped come back Interrupted.
     let (tasks, task_events) =
@@ -238,6 +247,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
             audit: Arc::new(bus::LogAudit),
             tasks: tasks.clone(),
             task_events,
+            logs: logs.clone(),
         },
     )
     .await
@@ -260,6 +270,17 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     );
 
     // From here on the fans are driven: every way out hands them back.
+    logs.event(
+        bmcd_api::LogSeverity::Notice,
+        "daemon",
+        "Daemon.Started",
+        format!("bmcd {} started", env!("CARGO_PKG_VERSION")),
+        &[
+            ("version", env!("CARGO_PKG_VERSION").to_owned()),
+            ("platform", cfg.platform.kind().to_owned()),
+        ],
+    );
+    let flusher = tokio::spawn(logs::flush_loop(logs.clone()));
     let control = tokio::spawn(cooling.clone().run());
     let expiry = tokio::spawn(tasks.clone().expire());
     let monitor = tokio::spawn(chassis.clone().monitor());
@@ -284,13 +305,21 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
 
     // zbus marks the connection closed when reading its socket fails (the
     // bus daemon died or dropped us): nobody can reach bmcd any more.
-    let bus_lost = tokio::select! {
+    let (bus_lost, why) = tokio::select! {
         name = stop_signals.recv() => {
-            log::info!("{}: stopping", name.unwrap_or("signal handling ended"));
-            false
+            let name = name.unwrap_or("signal handling ended");
+            log::info!("{name}: stopping");
+            (false, name)
         }
-        _ = conn.closed() => true,
+        _ = conn.closed() => (true, "lost the bus"),
     };
+    logs.event(
+        bmcd_api::LogSeverity::Notice,
+        "daemon",
+        "Daemon.Stopped",
+        format!("bmcd stopping ({why})"),
+        &[("signal", why.to_owned())],
+    );
     if !bus_lost {
         notify::stopping();
     }
@@ -302,6 +331,9 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     tasks.shutdown();
     let c = cooling.clone();
     let _ = tokio::task::spawn_blocking(move || c.release()).await;
+    flusher.abort();
+    let l = logs.clone();
+    let _ = tokio::task::spawn_blocking(move || l.flush()).await;
     if bus_lost {
         // Logged once, by main; a non-zero exit gets bmcd restarted
         // (Restart=on-failure).

@@ -58,6 +58,9 @@ pub struct Parts {
     pub audit: Arc<dyn Audit>,
     pub tasks: Arc<Tasks>,
     pub task_events: mpsc::UnboundedReceiver<TaskEvent>,
+    /// The event and audit logs (`Log1` objects; the audit hook writes
+    /// to the audit log).
+    pub logs: Arc<crate::logs::Logs>,
 }
 
 /// Register every object on `conn` (the name is requested afterwards by
