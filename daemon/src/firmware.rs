@@ -502,7 +502,7 @@ impl Firmware {
             let why = if slot.is_empty() {
                 why
             } else {
-                format!("{why}; slot {slot} is now Invalid")
+                format!("{why}; slot {slot} was being written when bmcd stopped: now Invalid")
             };
             update_failed(&logs, &slot, "", &task, TaskState::Interrupted, &why);
         }
