@@ -312,8 +312,8 @@ pub mod message_ids {
         (
             "Chassis.RestorePolicyApplied",
             "Notice",
-            "the restore policy acted at start",
-            "policy, action",
+            "the restore policy acted at start (action PowerOn, LeaveOff or None)",
+            "policy, action, task, error",
         ),
         (
             "Cooling.ModeChanged",
