@@ -164,6 +164,7 @@ impl From<HwError> for ChassisError {
 
 impl Chassis {
     /// Read power-good once to start from the truth.
+    ///
     /// Transitions that a crash of the previous run interrupted are
     /// written as `Chassis.TransitionFailed` events.
     pub async fn new(
