@@ -474,3 +474,35 @@ fn sensitive_calls_need_reauthentication_by_default() {
     c.power_on(no_options()).unwrap();
     env.wait_power(PowerState::On, secs(5.0));
 }
+
+/// The README's MessageId table lists exactly `bmcd_api::message_ids::ALL`,
+/// in order (a new id is documented or this fails).
+#[test]
+fn readme_message_id_table_matches_the_api() {
+    let path = bmcd_tests::workspace_root().join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("read README.md");
+    let head = "| MessageId | Severity | meaning | Data keys |\n|---|---|---|---|\n";
+    let want: String = bmcd_api::message_ids::ALL
+        .iter()
+        .map(|(id, sev, what, data)| {
+            let data = if data.is_empty() { "-" } else { data };
+            format!("| `{id}` | {sev} | {what} | {data} |\n")
+        })
+        .collect();
+    let start = readme.find(head).expect("README.md has no MessageId table") + head.len();
+    let got: String = readme[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        got, want,
+        "README.md's MessageId table differs; replace it with:\n{want}"
+    );
+    for (id, sev, ..) in bmcd_api::message_ids::ALL {
+        assert!(
+            sev.parse::<bmcd_api::LogSeverity>().is_ok(),
+            "{id}: severity {sev} is not a LogSeverity word"
+        );
+    }
+}
