@@ -84,7 +84,6 @@ impl Seg {
             let f = OpenOptions::new()
                 .read(true)
                 .append(true)
-                .create(true)
                 .open(&self.path)
                 .map_err(io(format!("open {}", self.path.display())))?;
             self.file = Some(f);
@@ -184,9 +183,23 @@ fn why(e: &RecordError) -> &'static str {
     }
 }
 
+/// The largest segment file read at open: the largest `segment_bytes`
+/// (64 MiB) plus one record.
+pub const MAX_FILE: u64 = 64 * 1024 * 1024 + 2 * MAX_BODY as u64;
+
 /// Scan `path` (first id from its name): every record must decode and
-/// ids must grow, starting above `after`.
+/// ids must grow, starting above `after`. A file over `MAX_FILE` is an
+/// error (quarantined, never read into memory).
 pub fn scan(path: &Path, after: u64) -> Result<Scan, StoreError> {
+    let len = std::fs::metadata(path)
+        .map_err(io(format!("stat {}", path.display())))?
+        .len();
+    if len > MAX_FILE {
+        return Err(StoreError::Io(
+            format!("{}: {len} bytes, more than a segment can hold", path.display()),
+            std::io::ErrorKind::InvalidData.into(),
+        ));
+    }
     let buf = std::fs::read(path).map_err(io(format!("read {}", path.display())))?;
     let mut seg = Seg::new(path.to_owned(), 0);
     let mut prev = after;
