@@ -196,7 +196,10 @@ pub fn scan(path: &Path, after: u64) -> Result<Scan, StoreError> {
         .len();
     if len > MAX_FILE {
         return Err(StoreError::Io(
-            format!("{}: {len} bytes, more than a segment can hold", path.display()),
+            format!(
+                "{}: {len} bytes, more than a segment can hold",
+                path.display()
+            ),
             std::io::ErrorKind::InvalidData.into(),
         ));
     }

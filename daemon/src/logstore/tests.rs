@@ -14,6 +14,18 @@ fn tmpdir(tag: &str) -> PathBuf {
     d
 }
 
+/// On tmpfs when there is one (fsyncs cost nothing there): for the
+/// tests that only check logic, not durability.
+fn fast_tmpdir(tag: &str) -> PathBuf {
+    let shm = Path::new("/dev/shm");
+    if !shm.is_dir() {
+        return tmpdir(tag);
+    }
+    let d = shm.join(format!("bmcd-logstore-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
 /// xorshift64*; the seed comes from LOGSTORE_SEED or the clock, and is
 /// printed so a failure can be replayed.
 struct Rng(u64);
@@ -216,7 +228,7 @@ const SMALL: Limits = Limits {
 
 #[test]
 fn matches_the_reference_model() {
-    let dir = tmpdir("model");
+    let dir = fast_tmpdir("model");
     let mut r = Rng::seeded("matches_the_reference_model");
     let (mut store, rep) = LogStore::open(&dir, SMALL).unwrap();
     assert_eq!(rep, OpenReport::default());
@@ -572,7 +584,7 @@ fn limits_drop_whole_oldest_segments() {
 #[test]
 fn random_damage_fuzz() {
     let mut r = Rng::seeded("random_damage_fuzz");
-    let dir = tmpdir("fuzz");
+    let dir = fast_tmpdir("fuzz");
     let deadline = Instant::now() + Duration::from_secs(2);
     let mut rounds = 0;
     while Instant::now() < deadline {
@@ -759,5 +771,53 @@ fn kill_9_keeps_every_acknowledged_entry() {
         acked.len(),
         started.elapsed()
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `MAX_PAGE` and `MAX_SCAN` on a log bigger than both, against the model.
+#[test]
+fn page_bounds_on_a_big_log() {
+    let dir = fast_tmpdir("big");
+    let mut r = Rng::seeded("page_bounds_on_a_big_log");
+    let l = Limits {
+        max_entries: 1_000_000,
+        max_bytes: 1 << 30,
+        segment_bytes: 64 * 1024,
+    };
+    let (s, _) = LogStore::open(&dir, l).unwrap();
+    let mut m = Model::new();
+    let mut t = 0;
+    for _ in 0..25 {
+        let es: Vec<NewEntry> = (0..1000).map(|_| new_entry(&mut r, &mut t)).collect();
+        s.append_batch(es.clone(), Durability::Deferred).unwrap();
+        for e in es {
+            m.append(e);
+        }
+    }
+    let none = |direction| Query {
+        direction,
+        source: Some("nobody".into()),
+        ..Query::default()
+    };
+    let p = s.page(0, 10, &none(Direction::Newer)).unwrap();
+    assert_eq!((p.scanned, p.end, p.next_cursor), (MAX_SCAN, false, 20_001));
+    assert!(p.entries.is_empty());
+    let p = s.page(u64::MAX, 10, &none(Direction::Older)).unwrap();
+    assert_eq!((p.scanned, p.end, p.next_cursor), (MAX_SCAN, false, 5_000));
+    let p = s.page(0, 5000, &Query::default()).unwrap();
+    assert_eq!(p.entries.len(), MAX_PAGE as usize);
+    assert_eq!((p.end, p.next_cursor), (false, 1001));
+    for _ in 0..40 {
+        let cursor = r.below(26_000);
+        let count = 1 + r.below(1500) as u32;
+        let q = random_query(&mut r, t);
+        let p = s.page(cursor, count, &q).unwrap();
+        let (es, next, dropped, end, scanned) = m.page(cursor, count, &q);
+        assert_eq!(p.entries, es, "cursor {cursor} count {count} {q:?}");
+        assert_eq!(
+            (p.next_cursor, p.dropped, p.end, p.scanned),
+            (next, dropped, end, scanned)
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
