@@ -82,6 +82,7 @@ use serde::{Deserialize, Serialize};
 
 pub use record::{decode, encode, Decoded, Entry, RecordError, MAX_BODY, MAX_DATA_PAIRS};
 
+use record::{peek, Head};
 use segment::{parse_seg_name, scan, seg_name, ScanEnd, Seg};
 
 use crate::sync::lock;
@@ -163,15 +164,26 @@ impl Default for Query {
 impl Query {
     /// Whether `e` passes the filters.
     pub fn matches(&self, e: &Entry) -> bool {
+        self.matches_head(&Head {
+            id: e.id,
+            time_us: e.time_us,
+            severity: e.severity,
+            source: &e.source,
+            message_id: &e.message_id,
+            len: 0,
+        })
+    }
+
+    fn matches_head(&self, e: &Head<'_>) -> bool {
         self.since_us.is_none_or(|s| e.time_us >= s)
             && self.until_us.is_none_or(|u| e.time_us <= u)
             && self.max_level.is_none_or(|m| e.severity <= m)
-            && self.source.as_ref().is_none_or(|s| e.source == *s)
+            && self.source.as_ref().is_none_or(|s| e.source == s)
             && self.message_id.as_ref().is_none_or(|m| {
                 if m.ends_with('.') {
                     e.message_id.starts_with(m.as_str())
                 } else {
-                    e.message_id == *m
+                    e.message_id == m
                 }
             })
     }
@@ -395,6 +407,20 @@ impl Inner {
         sync_dir(dir)?;
         self.segs.push(Seg::new(path, first));
         Ok(())
+    }
+}
+
+/// The (offset, id, passes `q`) of the records of a block whose id
+/// `keep`s, in order; a record that does not decode ends the block.
+fn heads(bytes: &[u8], q: &Query, keep: impl Fn(u64) -> bool, out: &mut Vec<(usize, u64, bool)>) {
+    out.clear();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Ok(h) = peek(&bytes[at..]) else { break };
+        if keep(h.id) {
+            out.push((at, h.id, q.matches_head(&h)));
+        }
+        at += h.len;
     }
 }
 
@@ -723,8 +749,11 @@ impl LogStore {
         let mut dropped = false;
         let mut next: u64;
         let mut end = true;
-        // Decoded entries of the current block, next one last.
-        let mut buf: Vec<Entry> = Vec::new();
+        // The current block: its bytes and, next one last, (offset, id,
+        // passes the filters) of the records still to examine. Only the
+        // entries that pass are decoded.
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut recs: Vec<(usize, u64, bool)> = Vec::new();
         match q.direction {
             Direction::Newer => {
                 let start = if cursor < stats.first_id {
@@ -737,16 +766,16 @@ impl LogStore {
                 let mut s = g.segs.partition_point(|x| x.last_id < start);
                 let mut b = g.segs.get(s).map_or(0, |x| x.block_of(start));
                 loop {
-                    let Some(e) = buf.pop() else {
+                    let Some((off, id, pass)) = recs.pop() else {
                         let Some(seg) = g.segs.get_mut(s) else { break };
-                        seg.read_block(b, &mut buf)?;
+                        bytes = seg.block_bytes(b)?;
                         b += 1;
                         if b >= seg.blocks() {
                             s += 1;
                             b = 0;
                         }
-                        buf.retain(|e| e.id >= start);
-                        buf.reverse();
+                        heads(&bytes, q, |id| id >= start, &mut recs);
+                        recs.reverse();
                         continue;
                     };
                     if entries.len() >= count || scanned >= MAX_SCAN {
@@ -754,9 +783,11 @@ impl LogStore {
                         break;
                     }
                     scanned += 1;
-                    next = e.id.saturating_add(1);
-                    if q.matches(&e) {
-                        entries.push(e);
+                    next = id.saturating_add(1);
+                    if pass {
+                        if let Ok(d) = decode(&bytes[off..]) {
+                            entries.push(d.entry);
+                        }
                     }
                 }
             }
@@ -772,15 +803,15 @@ impl LogStore {
                     None => 0,
                 };
                 loop {
-                    let Some(e) = buf.pop() else {
+                    let Some((off, id, pass)) = recs.pop() else {
                         if s == 0 {
                             break;
                         }
                         let Some(seg) = g.segs.get_mut(s - 1) else {
                             break;
                         };
-                        seg.read_block(b, &mut buf)?;
-                        buf.retain(|e| e.id <= start);
+                        bytes = seg.block_bytes(b)?;
+                        heads(&bytes, q, |id| id <= start, &mut recs);
                         if b == 0 {
                             s -= 1;
                             b = s
@@ -797,9 +828,11 @@ impl LogStore {
                         break;
                     }
                     scanned += 1;
-                    next = e.id.saturating_sub(1);
-                    if q.matches(&e) {
-                        entries.push(e);
+                    next = id.saturating_sub(1);
+                    if pass {
+                        if let Ok(d) = decode(&bytes[off..]) {
+                            entries.push(d.entry);
+                        }
                     }
                 }
                 if end {
