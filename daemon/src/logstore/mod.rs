@@ -728,117 +728,91 @@ impl LogStore {
     }
 
     /// One page of at most `count` (cut to `MAX_PAGE`) entries.
+    ///
+    /// The lock is held only to read one block (≤ 64 records) at a time:
+    /// checking filters and decoding run without it, so a long filtered
+    /// scan does not hold appends up. The page shows the entries up to the
+    /// `stats` read at its start; a segment rotated out meanwhile is skipped.
     pub fn page(&self, cursor: u64, count: u32, q: &Query) -> Result<Page, StoreError> {
-        let mut g = lock(&self.inner);
-        let r = Self::page_locked(&mut g, &self.limits, cursor, count, q);
-        g.close_readers();
+        let r = self.page_unlocked(cursor, count, q);
+        lock(&self.inner).close_readers();
         r
     }
 
-    fn page_locked(
-        g: &mut Inner,
-        limits: &Limits,
-        cursor: u64,
-        count: u32,
-        q: &Query,
-    ) -> Result<Page, StoreError> {
-        let stats = g.stats(limits);
+    fn page_unlocked(&self, cursor: u64, count: u32, q: &Query) -> Result<Page, StoreError> {
+        let newer = q.direction == Direction::Newer;
+        // Where the next block is: (first id of its segment, block).
+        let (stats, mut pos) = {
+            let g = lock(&self.inner);
+            let stats = g.stats(&self.limits);
+            let pos = if newer {
+                let start = cursor.max(stats.first_id);
+                let s = g.segs.partition_point(|x| x.last_id < start);
+                g.segs.get(s).map(|x| (x.first_id, x.block_of(start)))
+            } else {
+                let start = cursor.min(stats.last_id);
+                let s = g.segs.partition_point(|x| x.first_id <= start);
+                s.checked_sub(1)
+                    .and_then(|k| g.segs.get(k))
+                    .map(|x| (x.first_id, x.block_of(start)))
+            };
+            (stats, pos)
+        };
         let count = count.min(MAX_PAGE) as usize;
         let mut entries = Vec::new();
         let mut scanned = 0u32;
-        let mut dropped = false;
-        let mut next: u64;
         let mut end = true;
+        let (start, dropped) = if newer {
+            if cursor < stats.first_id {
+                (stats.first_id, cursor != 0)
+            } else {
+                (cursor, false)
+            }
+        } else {
+            (
+                cursor.min(stats.last_id),
+                cursor < stats.first_id && stats.count > 0 && cursor != 0,
+            )
+        };
+        let (lo, hi) = if newer {
+            (start, stats.last_id)
+        } else {
+            (0, start)
+        };
+        let mut next = start;
         // The current block: its bytes and, next one last, (offset, id,
         // passes the filters) of the records still to examine. Only the
         // entries that pass are decoded.
         let mut bytes: Vec<u8> = Vec::new();
         let mut recs: Vec<(usize, u64, bool)> = Vec::new();
-        match q.direction {
-            Direction::Newer => {
-                let start = if cursor < stats.first_id {
-                    dropped = cursor != 0;
-                    stats.first_id
-                } else {
-                    cursor
-                };
-                next = start;
-                let mut s = g.segs.partition_point(|x| x.last_id < start);
-                let mut b = g.segs.get(s).map_or(0, |x| x.block_of(start));
-                loop {
-                    let Some((off, id, pass)) = recs.pop() else {
-                        let Some(seg) = g.segs.get_mut(s) else { break };
-                        bytes = seg.block_bytes(b)?;
-                        b += 1;
-                        if b >= seg.blocks() {
-                            s += 1;
-                            b = 0;
-                        }
-                        heads(&bytes, q, |id| id >= start, &mut recs);
-                        recs.reverse();
-                        continue;
-                    };
-                    if entries.len() >= count || scanned >= MAX_SCAN {
-                        end = false;
-                        break;
-                    }
-                    scanned += 1;
-                    next = id.saturating_add(1);
-                    if pass {
-                        if let Ok(d) = decode(&bytes[off..]) {
-                            entries.push(d.entry);
-                        }
-                    }
+        loop {
+            let Some((off, id, pass)) = recs.pop() else {
+                let Some(at) = pos else { break };
+                bytes = self.load_block(at, newer, &mut pos)?;
+                heads(&bytes, q, |id| (lo..=hi).contains(&id), &mut recs);
+                if newer {
+                    recs.reverse();
+                }
+                continue;
+            };
+            if entries.len() >= count || scanned >= MAX_SCAN {
+                end = false;
+                break;
+            }
+            scanned += 1;
+            next = if newer {
+                id.saturating_add(1)
+            } else {
+                id.saturating_sub(1)
+            };
+            if pass {
+                if let Ok(d) = decode(&bytes[off..]) {
+                    entries.push(d.entry);
                 }
             }
-            Direction::Older => {
-                let start = cursor.min(stats.last_id);
-                if cursor < stats.first_id && stats.count > 0 && cursor != 0 {
-                    dropped = true;
-                }
-                next = start;
-                let mut s = g.segs.partition_point(|x| x.first_id <= start);
-                let mut b = match s.checked_sub(1).and_then(|k| g.segs.get(k)) {
-                    Some(x) => x.block_of(start),
-                    None => 0,
-                };
-                loop {
-                    let Some((off, id, pass)) = recs.pop() else {
-                        if s == 0 {
-                            break;
-                        }
-                        let Some(seg) = g.segs.get_mut(s - 1) else {
-                            break;
-                        };
-                        bytes = seg.block_bytes(b)?;
-                        heads(&bytes, q, |id| id <= start, &mut recs);
-                        if b == 0 {
-                            s -= 1;
-                            b = s
-                                .checked_sub(1)
-                                .and_then(|k| g.segs.get(k))
-                                .map_or(0, |x| x.blocks().saturating_sub(1));
-                        } else {
-                            b -= 1;
-                        }
-                        continue;
-                    };
-                    if entries.len() >= count || scanned >= MAX_SCAN {
-                        end = false;
-                        break;
-                    }
-                    scanned += 1;
-                    next = id.saturating_sub(1);
-                    if pass {
-                        if let Ok(d) = decode(&bytes[off..]) {
-                            entries.push(d.entry);
-                        }
-                    }
-                }
-                if end {
-                    next = 0;
-                }
-            }
+        }
+        if end && !newer {
+            next = 0;
         }
         Ok(Page {
             entries,
@@ -848,6 +822,51 @@ impl LogStore {
             scanned,
             stats,
         })
+    }
+
+    /// Under the lock: the bytes of block `at` and, in `pos`, the block
+    /// after it in the direction (`None`: none now). A segment that is
+    /// gone (rotated out or cleared) is skipped: newer goes on with the
+    /// next one, older ends (everything before it is gone too).
+    fn load_block(
+        &self,
+        (first, b): (u64, usize),
+        newer: bool,
+        pos: &mut Option<(u64, usize)>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut g = lock(&self.inner);
+        *pos = None;
+        if newer {
+            let k = g.segs.partition_point(|x| x.first_id < first);
+            let Some(seg) = g.segs.get_mut(k) else {
+                return Ok(Vec::new());
+            };
+            let b = if seg.first_id == first { b } else { 0 };
+            let bytes = seg.block_bytes(b)?;
+            *pos = if b + 1 < seg.blocks() {
+                Some((seg.first_id, b + 1))
+            } else {
+                g.segs.get(k + 1).map(|x| (x.first_id, 0))
+            };
+            Ok(bytes)
+        } else {
+            let k = g.segs.partition_point(|x| x.first_id <= first);
+            let Some(k) = k.checked_sub(1) else {
+                return Ok(Vec::new());
+            };
+            let Some(seg) = g.segs.get_mut(k).filter(|x| x.first_id == first) else {
+                return Ok(Vec::new());
+            };
+            let bytes = seg.block_bytes(b)?;
+            *pos = if b > 0 {
+                Some((first, b - 1))
+            } else {
+                k.checked_sub(1)
+                    .and_then(|j| g.segs.get(j))
+                    .map(|x| (x.first_id, x.blocks().saturating_sub(1)))
+            };
+            Ok(bytes)
+        }
     }
 
     /// The entry with `id`, if kept.
