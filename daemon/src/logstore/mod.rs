@@ -26,7 +26,9 @@
 //! Memory holds no entry: per segment, its first and last id, count,
 //! bytes, time range and a sparse index (id and offset of every 64th
 //! record). A page finds its segment and block by binary search and
-//! decodes one block (≤ 64 records) at a time, forwards or backwards.
+//! reads one block (≤ 64 records) at a time, forwards or backwards; the
+//! lock is held only while a block is read (`pread`), filters are checked
+//! on the CRC-checked record head and only returned entries are decoded.
 //!
 //! # Limits
 //!
