@@ -127,12 +127,12 @@ pub enum DumpError {
 }
 
 impl DumpError {
-    /// The `org.bmcd.Error.*` member name.
+    /// The D-Bus error name (`org.bmcd.Error.*`).
     pub fn name(&self) -> &'static str {
         match self {
-            DumpError::Busy(_) => "Busy",
-            DumpError::NotFound(_) => "NotFound",
-            DumpError::Io(..) | DumpError::Task(_) => "Internal",
+            DumpError::Busy(_) => "org.bmcd.Error.Busy",
+            DumpError::NotFound(_) => "org.bmcd.Error.NotFound",
+            DumpError::Io(..) | DumpError::Task(_) => "org.bmcd.Error.Internal",
         }
     }
 }
@@ -1368,6 +1368,17 @@ mod tests {
         assert_eq!(v["firmware"]["private_key"], "<redacted>");
         assert_eq!(v["firmware"]["api_token"], "<redacted>");
         assert_eq!(v["list"][0]["Secret"], "<redacted>");
+    }
+
+    #[test]
+    fn error_names_are_the_contract_names() {
+        for e in [
+            DumpError::Busy(1),
+            DumpError::NotFound(1),
+            DumpError::Task(io::Error::other("x")),
+        ] {
+            assert!(bmcd_api::Error::from_name(e.name(), "").is_some(), "{e}");
+        }
     }
 
     #[test]
