@@ -1174,7 +1174,10 @@ impl Writer<'_> {
                 let extra = if n == 0 {
                     " (no entries)".to_owned()
                 } else {
-                    format!(" ({n} entries, ids {first}..={last})")
+                    format!(
+                        " ({n} {}, ids {first}..={last})",
+                        if n == 1 { "entry" } else { "entries" }
+                    )
                 };
                 (size, kept, extra)
             }
@@ -1358,7 +1361,7 @@ mod tests {
         let mut v = json!({"auth": {"pam_service": "bmcd", "password": "x",
             "max_password_bytes": 512, "keys": ["a"]},
             "firmware": {"keys_dir": "/etc/bmcd/keys", "private_key": "p", "api_token": "t"},
-            "list": [{"Secret": 1}]});
+            "list": [{"Secret": "s", "secret_len": 4}]});
         redact(&mut v);
         assert_eq!(v["auth"]["password"], "<redacted>");
         assert_eq!(v["auth"]["pam_service"], "bmcd");
@@ -1368,6 +1371,7 @@ mod tests {
         assert_eq!(v["firmware"]["private_key"], "<redacted>");
         assert_eq!(v["firmware"]["api_token"], "<redacted>");
         assert_eq!(v["list"][0]["Secret"], "<redacted>");
+        assert_eq!(v["list"][0]["secret_len"], 4);
     }
 
     #[test]

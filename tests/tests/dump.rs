@@ -121,6 +121,22 @@ fn members(bytes: &[u8]) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// GNU tar and gzip read the file too: `gzip -t`, and `tar -tzf` lists
+/// the same members.
+fn standard_tools_agree(file: &Path, m: &BTreeMap<String, Vec<u8>>) {
+    bmcd_tests::run(std::process::Command::new("gzip").arg("-t").arg(file), LONG).success();
+    let r = bmcd_tests::run(
+        std::process::Command::new("tar").arg("-tzf").arg(file),
+        LONG,
+    );
+    r.success();
+    let listed: Vec<&str> = r.stdout.lines().collect();
+    let ours: Vec<&str> = m.keys().map(String::as_str).collect();
+    let mut sorted = listed.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ours);
+}
+
 fn text(m: &BTreeMap<String, Vec<u8>>, name: &str) -> String {
     let b = m
         .get(name)
@@ -191,7 +207,10 @@ fn create_open_and_read_every_part() {
     assert!(!e.truncated().unwrap());
     let now = bmcd_tests::now_ms();
     let time = e.time().unwrap();
-    assert!(time <= now && now - time < 120_000, "time {time}, now {now}");
+    assert!(
+        time <= now && now - time < 120_000,
+        "time {time}, now {now}"
+    );
     let name = e.file_name().unwrap();
     assert!(
         name.starts_with("bmcd-dump-") && name.ends_with(".tar.gz") && name.contains("-1-"),
@@ -211,6 +230,8 @@ fn create_open_and_read_every_part() {
         "summary.txt",
         "config.json",
         "sensors.json",
+        "firmware.json",
+        "state/firmware.json",
         "system/uname.txt",
         "system/meminfo",
         "system/loadavg",
@@ -229,7 +250,8 @@ fn create_open_and_read_every_part() {
         );
     }
     assert!(
-        !m.keys().any(|k| k.contains("/logs/event/") || k.contains("dumps")),
+        !m.keys()
+            .any(|k| k.contains("/logs/event/") || k.contains("dumps")),
         "no log or dump directory: {:?}",
         m.keys().collect::<Vec<_>>()
     );
@@ -275,10 +297,16 @@ fn create_open_and_read_every_part() {
     assert!(uname.contains("sysname: Linux"), "{uname}");
     // The tasks file has the dump's own task.
     let tasks: Value = serde_json::from_str(&text(&m, "bmcd-dump-1/state/tasks.json")).unwrap();
-    assert!(tasks["tasks"].as_array().unwrap().iter().any(|x| x["kind"] == "Dump"));
+    assert!(tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x["kind"] == "Dump"));
     // The file in the state directory is the same.
     let file = env.daemon.state_dir().join("dumps/1.tar.gz");
-    assert_eq!(std::fs::read(file).unwrap(), bytes);
+    assert_eq!(std::fs::read(&file).unwrap(), bytes);
+    standard_tools_agree(&file, &m);
+    println!("{summary}");
 }
 
 #[test]
@@ -380,7 +408,14 @@ fn the_newest_are_kept() {
     assert_eq!(created.len(), 2, "{created:?}");
     assert_eq!(created[0]["Data"]["dump"], api::dump_path(1));
     assert_eq!(created[0]["Source"], "dump");
-    assert!(created[0]["Data"]["size"].as_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert!(
+        created[0]["Data"]["size"]
+            .as_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 0
+    );
     assert!(created[0]["Data"]["task"].as_str().is_some());
 }
 
@@ -429,6 +464,7 @@ fn a_small_cap_truncates_and_stays_valid() {
     // The parts after it are still there.
     assert!(m.contains_key("bmcd-dump-1/logs/event.jsonl"), "{summary}");
     assert!(m.contains_key("bmcd-dump-1/config.json"));
+    standard_tools_agree(&env.daemon.state_dir().join("dumps/1.tar.gz"), &m);
 }
 
 #[test]
