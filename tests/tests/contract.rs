@@ -271,6 +271,10 @@ fn object_manager_lists_every_object() {
             one(bmcd_api::FIRMWARE_IFACE),
         );
     }
+    want.insert(
+        bmcd_api::DUMPS_PATH.into(),
+        one(bmcd_api::DUMP_MANAGER_IFACE),
+    );
     assert_eq!(seen, want);
 
     // The properties come along and are the real values.
