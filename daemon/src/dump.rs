@@ -971,8 +971,9 @@ pub fn is_secret_key(k: &str) -> bool {
     .any(|w| k.contains(w))
 }
 
-/// A small file, whole (at most `MAX_SMALL_FILE` bytes).
-fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+/// Open `path` for reading if it is a regular file: opened non-blocking
+/// (a FIFO swapped in cannot stall the dump) and checked on the open file.
+fn open_regular(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let f = OpenOptions::new()
         .read(true)
@@ -981,6 +982,12 @@ fn read_small(path: &Path) -> io::Result<Vec<u8>> {
     if !f.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
+    Ok(f)
+}
+
+/// A small file, whole (at most `MAX_SMALL_FILE` bytes).
+fn read_small(path: &Path) -> io::Result<Vec<u8>> {
+    let f = open_regular(path)?;
     let mut buf = Vec::new();
     f.take(MAX_SMALL_FILE + 1).read_to_end(&mut buf)?;
     if buf.len() as u64 > MAX_SMALL_FILE {
@@ -1252,7 +1259,7 @@ fn collect(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let body = File::open(p)
+        let body = open_regular(p)
             .and_then(|f| {
                 let n = f.metadata()?.len();
                 Ok(Body::File(f, n))
