@@ -1392,6 +1392,57 @@ mod tests {
         }
     }
 
+    /// The log reader pages through more than one page, oldest first, and
+    /// stops at the last id it was given (entries appended later are left
+    /// for the next dump).
+    #[test]
+    fn log_lines_page_through_every_entry() {
+        use crate::logstore::{Durability, Limits, NewEntry};
+        let dir = std::env::temp_dir().join(format!("bmcd-dump-lines-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let limits = Limits {
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+            segment_bytes: 1 << 20,
+        };
+        let (log, _) = Log::open("event", &dir, limits).unwrap();
+        let n = u64::from(MAX_PAGE) * 2 + 500;
+        let e = |i: u64| NewEntry {
+            time_us: i,
+            severity: 5,
+            source: "sim".into(),
+            message_id: "Sim.Event".into(),
+            message: format!("event {i}"),
+            data: vec![("n".into(), i.to_string())],
+        };
+        log.append_batch((1..=n).map(e).collect(), Durability::Deferred)
+            .unwrap();
+        let stats = log.store.stats();
+        log.append(e(n + 1), Durability::Deferred).unwrap();
+        let stop = || false;
+        let mut r = LogLines::new(&log, stats.first_id, stats.last_id, &stop);
+        let mut text = String::new();
+        r.read_to_string(&mut text).unwrap();
+        let ids: Vec<u64> = text
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["Id"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(ids, (1..=n).collect::<Vec<_>>());
+        assert_eq!(r.entries, n);
+        let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+        assert_eq!(first["Severity"], "Notice");
+        assert_eq!(first["Data"]["n"], "1");
+        // A cancel is seen at the next page.
+        let stop = || true;
+        let mut r = LogLines::new(&log, stats.first_id, stats.last_id, &stop);
+        assert!(r.read_to_string(&mut String::new()).is_err());
+        let _ = fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn exact_pads_and_cuts() {
         let mut out = Vec::new();
