@@ -15,8 +15,8 @@
 use std::fmt;
 
 use bmcd_api::{
-    CHASSIS_IFACE, COOLING_IFACE, FIRMWARE_MANAGER_IFACE, SESSION_IFACE, SIMULATION_IFACE,
-    TASK_IFACE,
+    CHASSIS_IFACE, COOLING_IFACE, DUMP_IFACE, DUMP_MANAGER_IFACE, FIRMWARE_MANAGER_IFACE,
+    SESSION_IFACE, SIMULATION_IFACE, TASK_IFACE,
 };
 
 /// What a caller may do, from least to most. `Ord` follows that order.
@@ -202,6 +202,21 @@ pub const POLICY: &[Rule] = &[
         "Inspect",
         "reads only the image the caller itself opened; writes nothing",
     ),
+    rule(
+        DUMP_MANAGER_IFACE,
+        "Create",
+        Administrator,
+        false,
+        "a diagnostic dump holds the logs, the state and the configuration",
+    ),
+    rule(
+        DUMP_IFACE,
+        "Open",
+        Administrator,
+        false,
+        "a descriptor of a dump: the logs, the state and the configuration",
+    ),
+    rule(DUMP_IFACE, "Delete", Administrator, false, "removes a dump"),
 ];
 
 /// The row of `interface.method`, if there is one.
