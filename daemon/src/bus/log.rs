@@ -324,11 +324,11 @@ impl LogIface {
     fn generation(&self) -> u64 {
         self.stats.borrow().generation
     }
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn max_entries(&self) -> u64 {
         self.stats.borrow().max_entries
     }
-    #[zbus(property)]
+    #[zbus(property(emits_changed_signal = "const"))]
     fn max_bytes(&self) -> u64 {
         self.stats.borrow().max_bytes
     }
