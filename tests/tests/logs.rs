@@ -662,3 +662,58 @@ fn appended_signal_seen_through_a_proxy() {
     // The properties follow.
     wait_until("LastId", LONG, || log.last_id().ok() == Some(want));
 }
+
+#[test]
+fn a_lockout_is_audited() {
+    let env = SecEnv::open(pam(), |cfg| {
+        cfg["auth"]["max_failures"] = json!(2);
+        cfg["auth"]["lockout_s"] = json!(600);
+    });
+    let audit = log_proxy(env.conn(), AUDIT_LOG_PATH);
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let (name, _) = env.authenticate_as(&Who::reader(), WRONG_PW).unwrap_err();
+        names.push(name);
+    }
+    assert_eq!(
+        names,
+        [
+            "org.bmcd.Error.AuthenticationFailed",
+            "org.bmcd.Error.LockedOut",
+            "org.bmcd.Error.LockedOut"
+        ]
+    );
+    let results: Vec<String> = all(&audit, 1000, &Opts::new())
+        .into_iter()
+        .filter(|r| r.message_id == "Audit.Authentication")
+        .map(|r| r.data["result"].clone())
+        .collect();
+    assert_eq!(results, ["failed", "locked-out", "locked-out"]);
+}
+
+/// Rough figures (printed): AppendEvents throughput and the latency of an
+/// audited call (one fsynced audit record before the reply).
+#[test]
+fn figures() {
+    let env = Env::with(big_logs);
+    let t = std::time::Instant::now();
+    env.sim().append_events(100_000, no_options()).unwrap();
+    let append = t.elapsed();
+    let c = env.chassis();
+    let n = 200u32;
+    let t = std::time::Instant::now();
+    for k in 0..n {
+        c.set_identify(true, k + 1, no_options()).unwrap();
+    }
+    let call = t.elapsed() / n;
+    let log = log_proxy(env.conn(), EVENT_LOG_PATH);
+    let t = std::time::Instant::now();
+    let rows = all(&log, MAX_PAGE, &Opts::new());
+    let walk = t.elapsed();
+    eprintln!(
+        "figures: AppendEvents(100000) {append:?} ({:.0} entries/s); audited SetIdentify \
+         {call:?} per call; GetEntries walk of {} entries in pages of {MAX_PAGE}: {walk:?}",
+        100_000.0 / append.as_secs_f64(),
+        rows.len()
+    );
+}
