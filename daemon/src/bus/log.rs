@@ -387,3 +387,75 @@ pub async fn append_sim_events(log: Arc<Log>, count: u32) -> Result<(u64, u64), 
     .await?;
     Ok(r)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opt(k: &str, v: Value<'_>) -> Options {
+        let mut o = Options::new();
+        o.insert(
+            k.to_owned(),
+            v.try_to_owned().unwrap_or_else(|_| unreachable!()),
+        );
+        o
+    }
+
+    fn err(o: &Options) -> String {
+        match parse_query(o) {
+            Ok(q) => format!("accepted: {q:?}"),
+            Err(e) => {
+                use zbus::DBusError;
+                format!("{} {}", e.name(), e.description().unwrap_or_default())
+            }
+        }
+    }
+
+    #[test]
+    fn options_parse_strictly() {
+        let q = parse_query(&Options::new()).ok();
+        assert_eq!(q, Some(Query::default()));
+        let q = parse_query(&opt("direction", Value::from("older"))).ok();
+        assert_eq!(q.map(|q| q.direction), Some(Direction::Older));
+        let q = parse_query(&opt("min-severity", Value::from("Warning"))).ok();
+        assert_eq!(q.and_then(|q| q.max_level), Some(4));
+        let q = parse_query(&opt("since", Value::from(7u64))).ok();
+        assert_eq!(q.and_then(|q| q.since_us), Some(7));
+        let q = parse_query(&opt("message-id", Value::from("Chassis."))).ok();
+        assert_eq!(q.and_then(|q| q.message_id).as_deref(), Some("Chassis."));
+        for (k, v) in [
+            ("direction", Value::from("up")),
+            ("direction", Value::from(1u32)),
+            ("since", Value::from("now")),
+            ("until", Value::from(-1i64)),
+            ("min-severity", Value::from("warning")),
+            ("source", Value::from("")),
+            ("message-id", Value::from(true)),
+        ] {
+            let e = err(&opt(k, v));
+            assert!(e.starts_with("org.bmcd.Error.InvalidArgument"), "{k}: {e}");
+            assert!(e.contains(k), "{k}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_entry_has_every_key_with_its_type() {
+        let v = entry_value(Entry {
+            id: 9,
+            time_us: 1,
+            severity: 5,
+            source: "sim".into(),
+            message_id: "Sim.Event".into(),
+            message: "m".into(),
+            data: vec![("n".into(), "0".into())],
+        })
+        .unwrap_or_default();
+        let sig = |k: &str| v.get(k).map(|x| x.value_signature().to_string());
+        assert_eq!(v.len(), 7);
+        assert_eq!(sig("Id").as_deref(), Some("t"));
+        assert_eq!(sig("Severity").as_deref(), Some("s"));
+        assert_eq!(sig("Data").as_deref(), Some("a{ss}"));
+        let sev = v.get("Severity").and_then(|x| <&str>::try_from(&**x).ok());
+        assert_eq!(sev, Some("Notice"));
+    }
+}
