@@ -334,15 +334,19 @@ impl LogIface {
     }
 }
 
-/// Emit `Appended(first, last)` for `log` at `path` whenever its `LastId`
-/// grows; changes in between are coalesced into one signal. The last
+/// Emit `Appended(first, last)` at `path` whenever the `LastId` of the
+/// log `rx` watches grows (subscribe before the object is on the bus, so
+/// nothing appended meanwhile is missed); changes in between are coalesced into one signal. The last
 /// emitted id is remembered, so a clear (ids go on) never makes a signal
 /// go backwards.
-pub async fn publish_appended(conn: Connection, path: &'static str, log: Arc<Log>) {
+pub async fn publish_appended(
+    conn: Connection,
+    path: &'static str,
+    mut rx: watch::Receiver<Stats>,
+) {
     let Ok(emitter) = SignalEmitter::new(&conn, path) else {
         return;
     };
-    let mut rx = log.subscribe();
     let mut last = rx.borrow_and_update().last_id;
     while rx.changed().await.is_ok() {
         let now = rx.borrow_and_update().last_id;

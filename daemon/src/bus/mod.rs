@@ -155,6 +155,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         (bmcd_api::EVENT_LOG_PATH, &p.logs.event),
         (bmcd_api::AUDIT_LOG_PATH, &p.logs.audit),
     ] {
+        let appended = l.subscribe();
         reg.add(
             path,
             log::LogIface {
@@ -166,7 +167,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
             l.subscribe(),
         )
         .await?;
-        tokio::spawn(log::publish_appended(conn.clone(), path, l.clone()));
+        tokio::spawn(log::publish_appended(conn.clone(), path, appended));
     }
     tokio::spawn(cooling::publish_events(conn.clone(), p.events));
     // Tasks loaded from disk are announced on the channel already: they
