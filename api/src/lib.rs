@@ -312,8 +312,8 @@ pub mod message_ids {
         (
             "Chassis.RestorePolicyApplied",
             "Notice",
-            "the restore policy acted at start",
-            "policy, action",
+            "the restore policy acted at start (action PowerOn, LeaveOff or None)",
+            "policy, action, task, error",
         ),
         (
             "Cooling.ModeChanged",
@@ -348,6 +348,18 @@ pub mod message_ids {
             "sensor",
         ),
         (
+            "Cooling.CriticalTemperature",
+            "Critical",
+            "a sensor reached its critical temperature: all fans at 100 %",
+            "sensor, celsius, limit",
+        ),
+        (
+            "Cooling.CriticalCleared",
+            "Notice",
+            "a sensor is below its critical temperature again",
+            "sensor, celsius, limit",
+        ),
+        (
             "Firmware.UpdateCompleted",
             "Notice",
             "a firmware update wrote and verified a slot",
@@ -363,7 +375,7 @@ pub mod message_ids {
             "Firmware.Activated",
             "Notice",
             "BootNext changed (activate or rollback)",
-            "slot, from",
+            "slot, from, by",
         ),
         (
             "Log.Cleared",

@@ -4,7 +4,8 @@
 //! pairs) and reports append rates (Sync, Deferred with a group commit
 //! every 200 ms, batches of 100), the time of a page of 20 at the head,
 //! middle and tail in both directions (median of 100), on-disk bytes per
-//! entry and VmRSS before and after. DIR is emptied first.
+//! entry and VmRSS before and after. The logs go in DIR/{sync,deferred,batch},
+//! emptied first.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -48,11 +49,11 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = std::env::args()
-        .nth(1)
-        .ok_or("usage: logstore_bench DIR (emptied first)")?;
+    let dir = std::env::args().nth(1).ok_or("usage: logstore_bench DIR")?;
     let dir = Path::new(&dir);
-    let _ = std::fs::remove_dir_all(dir);
+    for sub in ["sync", "deferred", "batch"] {
+        let _ = std::fs::remove_dir_all(dir.join(sub));
+    }
     let limits = Limits {
         max_entries: 10 * N,
         max_bytes: 1 << 30,

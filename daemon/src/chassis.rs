@@ -22,26 +22,39 @@
 //!
 //! State is published through a `watch` channel; the bus layer turns
 //! changes into `PropertiesChanged`. Nothing here knows zbus.
+//!
+//! Events (`crate::logs`): `Chassis.PowerStateChanged` on every change of
+//! the published power state (a host that turns itself off included);
+//! `Chassis.TransitionCompleted` or `Chassis.TransitionFailed` (failed,
+//! cancelled, or interrupted by a stop or crash of bmcd: at the clean stop
+//! through [`Chassis::stopped`], after a crash at the next start) exactly
+//! once per transition task; `Chassis.RestorePolicyApplied` at start.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use std::fmt;
 use std::io;
 
-use bmcd_api::{PowerOffMode, PowerState, RestorePolicy, Transition};
+use bmcd_api::{LogSeverity, PowerOffMode, PowerState, RestorePolicy, TaskState, Transition};
 use tokio::sync::watch;
 use tokio::time::{sleep, Instant};
 
 use crate::clock::now_ms;
 use crate::config::ChassisConfig;
 use crate::hw::{blocking, HwError, PowerHw};
+use crate::logs::Logs;
 use crate::store::Store;
+use crate::sync::lock;
 use crate::tasks::{ResultValue, TaskHandle, Tasks};
 
 /// How often power-good is sampled, while idle and while waiting for it.
 const POLL: Duration = Duration::from_millis(50);
+/// The task kinds of the transitions (see [`Chassis::plan`]).
+pub const TASK_KINDS: [&str; 4] = ["PowerOn", "PowerOff", "PowerCycle", "Reset"];
+/// The events' source.
+const SOURCE: &str = "chassis";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChassisState {
@@ -65,6 +78,13 @@ pub struct Chassis {
     /// `host_on` as persisted by the previous run, read before anything of
     /// this run can overwrite it: what `Restore` brings back.
     restore_on: bool,
+    logs: Arc<Logs>,
+    /// Task id and kind of each transition whose end event is not
+    /// written yet (one, or two for a moment when a new transition starts
+    /// as the previous one ends). Whoever removes an entry (the transition
+    /// when it ends, or [`Chassis::stopped`]) writes that event, so it is
+    /// written once.
+    running: Mutex<Vec<(u64, &'static str)>>,
 }
 
 /// Why the chassis refused a request or a transition failed. The bus maps
@@ -144,11 +164,14 @@ impl From<HwError> for ChassisError {
 
 impl Chassis {
     /// Read power-good once to start from the truth.
+    /// Transitions that a crash of the previous run interrupted are
+    /// written as `Chassis.TransitionFailed` events.
     pub async fn new(
         hw: Arc<dyn PowerHw>,
         cfg: ChassisConfig,
         store: Arc<Store>,
         tasks: Arc<Tasks>,
+        logs: Arc<Logs>,
     ) -> Result<Arc<Chassis>, HwError> {
         let h = hw.clone();
         let on = blocking(move || h.power_good()).await?;
@@ -168,6 +191,11 @@ impl Chassis {
         if let Err(e) = blocking(move || h.set_identify_led(false)).await {
             log::warn!("identify LED: {e}");
         }
+        for t in tasks.interrupted_at_open() {
+            if let Some(kind) = TASK_KINDS.iter().find(|k| **k == t.kind) {
+                transition_failed(&logs, kind, t.id, t.state, &t.error.0, &t.error.1);
+            }
+        }
         Ok(Arc::new(Chassis {
             hw,
             tasks,
@@ -176,7 +204,66 @@ impl Chassis {
             state,
             identify_gen: AtomicU64::new(0),
             restore_on: persisted.host_on,
+            logs,
+            running: Mutex::new(Vec::new()),
         }))
+    }
+
+    /// Write `Chassis.PowerStateChanged`.
+    fn power_changed(&self, from: PowerState, to: PowerState) {
+        self.logs.event(
+            LogSeverity::Notice,
+            SOURCE,
+            "Chassis.PowerStateChanged",
+            format!("host power {from} -> {to}"),
+            &[("from", from.to_string()), ("to", to.to_string())],
+        );
+    }
+
+    /// Write the end event of transition task `id` (before the task
+    /// shows its end), unless it was written already: `planned` is the
+    /// state the work is about to give it, with its error name and text;
+    /// a task already ended from outside (interrupted) keeps its own.
+    fn transition_ended(&self, id: u64, planned: TaskState, error: (&str, &str)) {
+        let Some(snap) = self.tasks.get(id).map(|rx| rx.borrow().clone()) else {
+            return;
+        };
+        let kind = {
+            let mut running = lock(&self.running);
+            let Some(i) = running.iter().position(|r| r.0 == id) else {
+                return;
+            };
+            running.swap_remove(i).1
+        };
+        let (state, name, text) = if snap.state.is_final() {
+            (snap.state, snap.error.0.as_str(), snap.error.1.as_str())
+        } else {
+            (planned, error.0, error.1)
+        };
+        if state == TaskState::Completed {
+            self.logs.event(
+                LogSeverity::Informational,
+                SOURCE,
+                "Chassis.TransitionCompleted",
+                format!("{kind} completed (task {id})"),
+                &[("transition", kind.to_owned()), ("task", id.to_string())],
+            );
+        } else {
+            transition_failed(&self.logs, kind, id, state, name, text);
+        }
+    }
+
+    /// bmcd stops (after `Tasks::shutdown`): a transition still running
+    /// was interrupted; write its end event.
+    pub fn stopped(&self) {
+        let ids: Vec<u64> = lock(&self.running).iter().map(|r| r.0).collect();
+        for id in ids {
+            self.transition_ended(
+                id,
+                TaskState::Interrupted,
+                (crate::tasks::ERROR_INTERRUPTED, "bmcd was stopped"),
+            );
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<ChassisState> {
@@ -189,14 +276,19 @@ impl Chassis {
 
     /// Publish `p`; persists nothing (see [`Chassis::persist_host_on`]).
     fn set_power(&self, p: PowerState) {
+        let mut from = None;
         self.state.send_if_modified(|s| {
             if s.power == p {
                 return false;
             }
+            from = Some(s.power);
             s.power = p;
             s.last_change_ms = now_ms();
             true
         });
+        if let Some(from) = from {
+            self.power_changed(from, p);
+        }
     }
 
     /// Record durably whether `Restore` should bring the host back on. A
@@ -222,6 +314,7 @@ impl Chassis {
     /// so a request's record is never overwritten by an older observation.
     fn observed_idle(&self, on: bool) {
         let p = if on { PowerState::On } else { PowerState::Off };
+        let mut from = None;
         self.state.send_if_modified(|s| {
             if s.pending != Transition::None {
                 return false;
@@ -231,10 +324,14 @@ impl Chassis {
             if s.power == p {
                 return false;
             }
+            from = Some(s.power);
             s.power = p;
             s.last_change_ms = now_ms();
             true
         });
+        if let Some(from) = from {
+            self.power_changed(from, p);
+        }
     }
 
     fn finish(&self) {
@@ -362,6 +459,7 @@ impl Chassis {
             }
         };
         let id = task.id();
+        lock(&self.running).push((id, kind));
         // What `Restore` brings back after a crash or power loss from now
         // on: the request, on disk before the request is acknowledged.
         self.persist_host_on(t != Transition::Off, "requested");
@@ -381,9 +479,6 @@ impl Chassis {
                 Transition::Reset => me.do_reset(&task).await,
                 Transition::None => Ok(()),
             };
-            if let Err(e) = &r {
-                log::error!("chassis: power {what}: {e}");
-            }
             // Whatever happened, report (and record) what the hardware says
             // now, and free the slot, before the task says it has ended.
             let now = me.power_good().await;
@@ -392,8 +487,10 @@ impl Chassis {
                 Err(ref e) => log::error!("chassis: power-good: {e}"),
             }
             me.finish();
+            // The transition's event first, then the task's end.
             match r {
                 Ok(()) => {
+                    me.transition_ended(id, TaskState::Completed, ("", ""));
                     let state = me.snapshot().power;
                     task.complete(
                         [(
@@ -404,10 +501,21 @@ impl Chassis {
                         .collect(),
                     );
                 }
-                Err(ChassisError::Cancelled) => task.cancelled(),
+                Err(ChassisError::Cancelled) => {
+                    let text = ChassisError::Cancelled.to_string();
+                    me.transition_ended(
+                        id,
+                        TaskState::Cancelled,
+                        (crate::tasks::ERROR_CANCELLED, &text),
+                    );
+                    task.cancelled();
+                }
                 Err(e) => {
                     let e = bmcd_api::Error::from(e);
-                    task.fail(zbus::DBusError::name(&e).as_str(), &e.message());
+                    let name = zbus::DBusError::name(&e);
+                    let text = e.message();
+                    me.transition_ended(id, TaskState::Failed, (name.as_str(), &text));
+                    task.fail(name.as_str(), &text);
                 }
             }
         });
@@ -577,8 +685,29 @@ impl Chassis {
     /// previous run: its last request, or the state it last settled in.
     pub fn apply_restore_policy(self: &Arc<Self>) {
         let s = self.snapshot();
+        let applied = |action: &str, message: String, extra: Option<(&str, String)>| {
+            let mut data = vec![
+                ("policy", s.policy.to_string()),
+                ("action", action.to_owned()),
+            ];
+            data.extend(extra);
+            self.logs.event(
+                LogSeverity::Notice,
+                SOURCE,
+                "Chassis.RestorePolicyApplied",
+                message,
+                &data,
+            );
+        };
         if s.power != PowerState::Off {
-            log::info!("chassis: host is on at start; restore policy not applied");
+            applied(
+                "None",
+                format!(
+                    "restore policy {}: the host is on at start, left as it is",
+                    s.policy
+                ),
+                None,
+            );
             return;
         }
         let on = match s.policy {
@@ -586,17 +715,26 @@ impl Chassis {
             RestorePolicy::Restore => self.restore_on,
             RestorePolicy::AlwaysOff | RestorePolicy::None => false,
         };
-        log::info!(
-            "chassis: restore policy {}: host {}",
-            s.policy,
-            if on { "powered on" } else { "left off" }
-        );
-        if on {
-            // Owned by root: the daemon acts on its own behalf.
-            match self.request(Transition::On, PowerOffMode::Graceful, 0, 0) {
-                Ok(id) => log::info!("chassis: restore policy: power on is task {id}"),
-                Err(e) => log::error!("chassis: restore policy: {e}"),
-            }
+        if !on {
+            applied(
+                "LeaveOff",
+                format!("restore policy {}: host left off", s.policy),
+                None,
+            );
+            return;
+        }
+        // Owned by root: the daemon acts on its own behalf.
+        match self.request(Transition::On, PowerOffMode::Graceful, 0, 0) {
+            Ok(id) => applied(
+                "PowerOn",
+                format!("restore policy {}: host powered on (task {id})", s.policy),
+                Some(("task", id.to_string())),
+            ),
+            Err(e) => applied(
+                "PowerOn",
+                format!("restore policy {}: cannot power on: {e}", s.policy),
+                Some(("error", e.to_string())),
+            ),
         }
     }
 
@@ -627,9 +765,30 @@ impl Chassis {
     }
 }
 
+/// Write `Chassis.TransitionFailed` for transition task `id` of `kind`
+/// that ended `state` (not `Completed`) with error `name` and `text`.
+fn transition_failed(logs: &Logs, kind: &str, id: u64, state: TaskState, name: &str, text: &str) {
+    logs.event(
+        LogSeverity::Error,
+        SOURCE,
+        "Chassis.TransitionFailed",
+        format!(
+            "{kind} {} (task {id}): {text}",
+            state.as_str().to_lowercase()
+        ),
+        &[
+            ("transition", kind.to_owned()),
+            ("task", id.to_string()),
+            ("state", state.to_string()),
+            ("error", format!("{name}: {text}")),
+        ],
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
     use std::path::{Path, PathBuf};
     use std::sync::atomic::AtomicBool;
 
@@ -663,6 +822,17 @@ mod tests {
     /// A chassis on a fake board whose power-good is `on`, with a state
     /// directory recording `host_on` and the `Restore` policy.
     async fn chassis(dir: &Path, on: bool, host_on: bool) -> (Arc<Chassis>, Arc<FakePower>) {
+        let (c, hw, _) = chassis_logged(dir, dir, on, host_on).await;
+        (c, hw)
+    }
+
+    /// [`chassis`], with its event log under `logs_dir`.
+    async fn chassis_logged(
+        dir: &Path,
+        logs_dir: &Path,
+        on: bool,
+        host_on: bool,
+    ) -> (Arc<Chassis>, Arc<FakePower>, Arc<Logs>) {
         let store = Store::open(dir).unwrap();
         store
             .update(|s| {
@@ -680,10 +850,35 @@ mod tests {
             ..ChassisConfig::default()
         };
         let (tasks, _events) = Tasks::open(dir, Default::default()).unwrap();
-        let c = Chassis::new(hw.clone(), cfg, Arc::new(store), tasks)
+        let logs = Logs::open(logs_dir, &Default::default()).unwrap();
+        let c = Chassis::new(hw.clone(), cfg, Arc::new(store), tasks, logs.clone())
             .await
             .unwrap();
-        (c, hw)
+        (c, hw, logs)
+    }
+
+    /// The event log's entries with message id `id`, oldest first, as
+    /// (message, data).
+    fn events(logs: &Logs, id: &str) -> Vec<BTreeMap<String, String>> {
+        let q = crate::logstore::Query {
+            message_id: Some(id.to_owned()),
+            ..Default::default()
+        };
+        let page = logs.event.store.page(0, 1000, &q).unwrap();
+        page.entries
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.source, "chassis");
+                e.data.into_iter().collect()
+            })
+            .collect()
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     /// What a restarted daemon would read.
@@ -741,6 +936,143 @@ mod tests {
         // …yet Restore follows the previous run.
         c.apply_restore_policy();
         assert_eq!(c.snapshot().pending, Transition::On);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_transition_writes_its_power_changes_and_its_outcome() {
+        let dir = tmpdir("ev-on");
+        let (c, hw, logs) = chassis_logged(&dir, &dir, false, false).await;
+        let id = c
+            .request(Transition::On, PowerOffMode::Graceful, 0, 0)
+            .unwrap();
+        wait("TransitioningToOn", || {
+            c.snapshot().power == PowerState::TransitioningToOn
+        })
+        .await;
+        hw.good.store(true, Ordering::SeqCst);
+        wait("the outcome", || {
+            !events(&logs, "Chassis.TransitionCompleted").is_empty()
+        })
+        .await;
+        assert_eq!(
+            events(&logs, "Chassis.PowerStateChanged"),
+            vec![
+                data(&[("from", "Off"), ("to", "TransitioningToOn")]),
+                data(&[("from", "TransitioningToOn"), ("to", "On")]),
+            ]
+        );
+        assert_eq!(
+            events(&logs, "Chassis.TransitionCompleted"),
+            vec![data(&[
+                ("transition", "PowerOn"),
+                ("task", &id.to_string())
+            ])]
+        );
+        assert!(events(&logs, "Chassis.TransitionFailed").is_empty());
+
+        // The host turns itself off: seen while idle.
+        tokio::spawn(c.clone().monitor());
+        hw.good.store(false, Ordering::SeqCst);
+        wait("the host-initiated off", || {
+            events(&logs, "Chassis.PowerStateChanged").len() == 3
+        })
+        .await;
+        assert_eq!(
+            events(&logs, "Chassis.PowerStateChanged")[2],
+            data(&[("from", "On"), ("to", "Off")])
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_or_interrupted_transition_is_a_failure_event() {
+        let dir = tmpdir("ev-cancel");
+        let (c, _hw, logs) = chassis_logged(&dir, &dir, true, true).await;
+        let id = c
+            .request(Transition::Off, PowerOffMode::Graceful, 60, 1000)
+            .unwrap();
+        let tasks = c.tasks.clone();
+        wait("cancellable", || {
+            tasks.get(id).is_some_and(|rx| rx.borrow().cancellable)
+        })
+        .await;
+        tasks.cancel(id, 1000, false).unwrap();
+        wait("the outcome", || {
+            !events(&logs, "Chassis.TransitionFailed").is_empty()
+        })
+        .await;
+        let ev = &events(&logs, "Chassis.TransitionFailed")[0];
+        assert_eq!(ev["transition"], "PowerOff");
+        assert_eq!(ev["task"], id.to_string());
+        assert_eq!(ev["state"], "Cancelled");
+        assert!(
+            ev["error"].starts_with(crate::tasks::ERROR_CANCELLED),
+            "{ev:?}"
+        );
+        assert!(events(&logs, "Chassis.TransitionCompleted").is_empty());
+
+        // A clean stop during a transition (the fake host never goes off).
+        let id = c
+            .request(Transition::Off, PowerOffMode::Force, 0, 0)
+            .unwrap();
+        tasks.shutdown();
+        c.stopped();
+        c.stopped();
+        wait("the second outcome", || {
+            events(&logs, "Chassis.TransitionFailed").len() >= 2
+        })
+        .await;
+        let evs = events(&logs, "Chassis.TransitionFailed");
+        assert_eq!(evs.len(), 2, "{evs:?}");
+        assert_eq!(evs[1]["task"], id.to_string());
+        assert_eq!(evs[1]["state"], "Interrupted");
+        assert!(evs[1]["error"].starts_with(crate::tasks::ERROR_INTERRUPTED));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_transition_cut_by_a_crash_is_written_at_the_next_start() {
+        let dir = tmpdir("ev-crash");
+        let (c, _hw) = chassis(&dir, false, false).await;
+        let id = c
+            .request(Transition::On, PowerOffMode::Graceful, 0, 0)
+            .unwrap();
+        let tasks = c.tasks.clone();
+        wait("running", || {
+            tasks
+                .get(id)
+                .is_some_and(|rx| rx.borrow().state == TaskState::Running)
+        })
+        .await;
+        // "Restart" without a clean stop: a second daemon on the same state.
+        let logs_dir = dir.join("second");
+        let (_c2, _hw2, logs) = chassis_logged(&dir, &logs_dir, false, false).await;
+        let evs = events(&logs, "Chassis.TransitionFailed");
+        assert_eq!(evs.len(), 1, "{evs:?}");
+        assert_eq!(evs[0]["transition"], "PowerOn");
+        assert_eq!(evs[0]["task"], id.to_string());
+        assert_eq!(evs[0]["state"], "Interrupted");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn the_restore_policy_is_an_event() {
+        let dir = tmpdir("ev-restore");
+        let (c, _hw, logs) = chassis_logged(&dir, &dir, false, true).await;
+        c.apply_restore_policy();
+        let evs = events(&logs, "Chassis.RestorePolicyApplied");
+        assert_eq!(evs.len(), 1, "{evs:?}");
+        assert_eq!(evs[0]["policy"], "Restore");
+        assert_eq!(evs[0]["action"], "PowerOn");
+        assert!(evs[0].contains_key("task"));
+        let _ = std::fs::remove_dir_all(&dir);
+
+        let dir = tmpdir("ev-restore-on");
+        let (c, _hw, logs) = chassis_logged(&dir, &dir, true, true).await;
+        c.apply_restore_policy();
+        let evs = events(&logs, "Chassis.RestorePolicyApplied");
+        assert_eq!(evs[0]["action"], "None");
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -21,18 +21,29 @@
 //! Invariant: once the loop has run, the fans are always driven by it;
 //! on shutdown they are handed back to the hardware (`FanHw::release`).
 //! State is published through a `watch` channel and events through an
-//! mpsc channel; nothing here knows zbus.
+//! mpsc channel; nothing here knows zbus. Every event is also written to
+//! the event log (`crate::logs`, which forwards it to syslog) with its
+//! `MessageId`: `Cooling.ModeChanged` (every change of `Mode`, Failsafe
+//! included), `Cooling.FailsafeEntered`/`FailsafeLeft`,
+//! `Cooling.FanLost`/`FanRestored`, `Cooling.SensorLost`/`SensorRestored`,
+//! `Cooling.CriticalTemperature`/`CriticalCleared`. A mode change into or
+//! out of Failsafe is only written to the log: its `Event` signal is the
+//! failsafe one.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bmcd_api::{CoolingMode, Health, Severity};
+use bmcd_api::{CoolingMode, Health, LogSeverity, Severity};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use crate::clock::now_ms;
 use crate::config::{CoolingConfig, Curve};
 use crate::hw::{FanHw, HwResult, Percent, TempHw};
+use crate::logs::Logs;
+
+/// The event log's source of every cooling event.
+const SOURCE: &str = "cooling";
 
 /// Why the cooling zone refused a request. The bus maps each to its
 /// `org.bmcd.Error.*` name (`bus/cooling.rs`).
@@ -93,11 +104,17 @@ pub struct CoolingState {
     pub fans: Vec<FanState>,
 }
 
+/// One event: the `Cooling1.Event` signal carries severity, source and
+/// message; the event log entry has the `MessageId` and `Data` too.
 #[derive(Debug, Clone)]
 pub struct Event {
     pub severity: Severity,
+    /// `cooling`, or the fan or sensor concerned.
     pub source: String,
     pub message: String,
+    /// A `bmcd_api::message_ids` id.
+    pub message_id: &'static str,
+    pub data: Vec<(&'static str, String)>,
 }
 
 /// An operator's override.
@@ -201,6 +218,7 @@ pub struct Cooling {
     inner: Mutex<Inner>,
     state: watch::Sender<CoolingState>,
     events: mpsc::UnboundedSender<Event>,
+    logs: Arc<Logs>,
 }
 
 /// One period's readings.
@@ -215,6 +233,7 @@ impl Cooling {
         fans_hw: Arc<dyn FanHw>,
         temps_hw: Arc<dyn TempHw>,
         cfg: CoolingConfig,
+        logs: Arc<Logs>,
     ) -> (Arc<Cooling>, mpsc::UnboundedReceiver<Event>) {
         let fan_names = fans_hw.names();
         let sensor_names = temps_hw.names();
@@ -268,6 +287,7 @@ impl Cooling {
             inner: Mutex::new(inner),
             state,
             events,
+            logs,
         });
         (c, rx)
     }
@@ -289,17 +309,33 @@ impl Cooling {
         self.lock().last_tick
     }
 
-    fn event(&self, severity: Severity, source: &str, message: String) {
-        match severity {
-            Severity::Critical => log::error!("{source}: {message}"),
-            Severity::Warning => log::warn!("{source}: {message}"),
-            Severity::Info => log::info!("{source}: {message}"),
-        }
-        let _ = self.events.send(Event {
-            severity,
-            source: source.to_owned(),
+    /// Write `ev` to the event log (with the table's severity `level`;
+    /// this also reaches syslog) and send it as the `Event` signal.
+    fn event(&self, level: LogSeverity, ev: Event) {
+        self.log_event(level, &ev);
+        let _ = self.events.send(ev);
+    }
+
+    /// Only the event log (and syslog), no signal.
+    fn log_event(&self, level: LogSeverity, ev: &Event) {
+        let message = if ev.source == SOURCE {
+            ev.message.clone()
+        } else {
+            format!("{}: {}", ev.source, ev.message)
+        };
+        self.logs
+            .event(level, SOURCE, ev.message_id, message, &ev.data);
+    }
+
+    /// A `Cooling.ModeChanged` event.
+    fn mode_event(from: CoolingMode, to: CoolingMode, message: String) -> Event {
+        Event {
+            severity: Severity::Info,
+            source: SOURCE.to_owned(),
             message,
-        });
+            message_id: "Cooling.ModeChanged",
+            data: vec![("from", from.to_string()), ("to", to.to_string())],
+        }
     }
 
     /// Validate a manual override request without acting on it. This is
@@ -369,23 +405,28 @@ impl Cooling {
             expires,
         });
         drop(inner);
+        let mut from = CoolingMode::Auto;
         self.state.send_modify(|s| {
+            from = s.mode;
             s.mode = CoolingMode::Manual;
             s.manual_level = level.get();
             s.manual_fans = names.clone();
             s.manual_expires_ms = expires_ms;
         });
         self.event(
-            Severity::Info,
-            "cooling",
-            format!(
-                "manual override: {level} on {} for {}",
-                names.join(","),
-                if timeout_s == 0 {
-                    "ever".to_owned()
-                } else {
-                    format!("{timeout_s} s")
-                }
+            LogSeverity::Notice,
+            Self::mode_event(
+                from,
+                CoolingMode::Manual,
+                format!(
+                    "manual override: {level} on {} for {}",
+                    names.join(","),
+                    if timeout_s == 0 {
+                        "ever".to_owned()
+                    } else {
+                        format!("{timeout_s} s")
+                    }
+                ),
             ),
         );
         Ok(())
@@ -395,20 +436,29 @@ impl Cooling {
     pub fn set_auto(&self) {
         let had = self.lock().manual.take().is_some();
         if had {
-            self.clear_manual_state();
-            self.event(Severity::Info, "cooling", "manual override ended".into());
+            let (from, to) = self.clear_manual_state();
+            self.event(
+                LogSeverity::Notice,
+                Self::mode_event(from, to, "manual override ended".into()),
+            );
         }
     }
 
-    fn clear_manual_state(&self) {
+    /// Forget the override in the published state; the mode before and
+    /// after.
+    fn clear_manual_state(&self) -> (CoolingMode, CoolingMode) {
+        let mut change = (CoolingMode::Manual, CoolingMode::Auto);
         self.state.send_modify(|s| {
+            let from = s.mode;
             if s.mode == CoolingMode::Manual {
                 s.mode = CoolingMode::Auto;
             }
+            change = (from, s.mode);
             s.manual_level = 0;
             s.manual_fans.clear();
             s.manual_expires_ms = 0;
         });
+        change
     }
 
     fn read_all(&self) -> Readings {
@@ -445,11 +495,14 @@ impl Cooling {
         {
             inner.manual = None;
             drop(inner);
-            self.clear_manual_state();
+            let (from, to) = self.clear_manual_state();
             self.event(
-                Severity::Info,
-                "cooling",
-                "manual override expired; back to automatic control".into(),
+                LogSeverity::Notice,
+                Self::mode_event(
+                    from,
+                    to,
+                    "manual override expired; back to automatic control".into(),
+                ),
             );
             inner = self.lock();
         }
@@ -462,16 +515,28 @@ impl Cooling {
             if let Some(d) = inner.sensors.get_mut(i) {
                 match d.observe(ok, cfg.fail_after, cfg.recover_after) {
                     Some(true) => self.event(
-                        Severity::Critical,
-                        &name,
-                        match t {
-                            Err(e) => format!("temperature sensor lost: {e}"),
-                            Ok(_) => "temperature sensor reads nonsense".into(),
+                        LogSeverity::Error,
+                        Event {
+                            severity: Severity::Critical,
+                            source: name.clone(),
+                            message: match t {
+                                Err(e) => format!("temperature sensor lost: {e}"),
+                                Ok(_) => "temperature sensor reads nonsense".into(),
+                            },
+                            message_id: "Cooling.SensorLost",
+                            data: vec![("sensor", name.clone())],
                         },
                     ),
-                    Some(false) => {
-                        self.event(Severity::Info, &name, "temperature sensor recovered".into())
-                    }
+                    Some(false) => self.event(
+                        LogSeverity::Notice,
+                        Event {
+                            severity: Severity::Info,
+                            source: name.clone(),
+                            message: "temperature sensor recovered".into(),
+                            message_id: "Cooling.SensorRestored",
+                            data: vec![("sensor", name.clone())],
+                        },
+                    ),
                     None => {}
                 }
             }
@@ -521,23 +586,42 @@ impl Cooling {
             if hot {
                 critical.push(format!("{name} at {t:.1} °C, critical {limit:.1} °C"));
             }
+            let data = || {
+                vec![
+                    ("sensor", name.to_owned()),
+                    ("celsius", format!("{t:.1}")),
+                    ("limit", format!("{limit:.1}")),
+                ]
+            };
             if hot && !was {
                 let ended = inner.manual.take().is_some();
                 manual_ended |= ended;
                 self.event(
-                    Severity::Critical,
-                    name,
-                    format!(
-                        "{t:.1} °C reached the critical temperature of {limit:.1} °C; all fans \
-                         at 100%{}",
-                        if ended { "; manual override ended" } else { "" }
-                    ),
+                    LogSeverity::Critical,
+                    Event {
+                        severity: Severity::Critical,
+                        source: name.to_owned(),
+                        message: format!(
+                            "{t:.1} °C reached the critical temperature of {limit:.1} °C; all \
+                             fans at 100%{}",
+                            if ended { "; manual override ended" } else { "" }
+                        ),
+                        message_id: "Cooling.CriticalTemperature",
+                        data: data(),
+                    },
                 );
             } else if was && !hot {
                 self.event(
-                    Severity::Info,
-                    name,
-                    format!("{t:.1} °C, below the critical temperature of {limit:.1} °C again"),
+                    LogSeverity::Notice,
+                    Event {
+                        severity: Severity::Info,
+                        source: name.to_owned(),
+                        message: format!(
+                            "{t:.1} °C, below the critical temperature of {limit:.1} °C again"
+                        ),
+                        message_id: "Cooling.CriticalCleared",
+                        data: data(),
+                    },
                 );
             }
         }
@@ -555,17 +639,31 @@ impl Cooling {
             if let Some(d) = inner.fans.get_mut(i) {
                 match d.observe(ok, cfg.fail_after, cfg.recover_after) {
                     Some(true) => self.event(
-                        Severity::Critical,
-                        name,
-                        if !present {
-                            "fan not present".into()
-                        } else if !readable {
-                            "fan tachometer unreadable".into()
-                        } else {
-                            format!("fan failed: {rpm} RPM at {pwm}% duty")
+                        LogSeverity::Error,
+                        Event {
+                            severity: Severity::Critical,
+                            source: name.clone(),
+                            message: if !present {
+                                "fan not present".into()
+                            } else if !readable {
+                                "fan tachometer unreadable".into()
+                            } else {
+                                format!("fan failed: {rpm} RPM at {pwm}% duty")
+                            },
+                            message_id: "Cooling.FanLost",
+                            data: vec![("fan", name.clone())],
                         },
                     ),
-                    Some(false) => self.event(Severity::Info, name, "fan recovered".into()),
+                    Some(false) => self.event(
+                        LogSeverity::Notice,
+                        Event {
+                            severity: Severity::Info,
+                            source: name.clone(),
+                            message: "fan recovered".into(),
+                            message_id: "Cooling.FanRestored",
+                            data: vec![("fan", name.clone())],
+                        },
+                    ),
                     None => {}
                 }
             }
@@ -628,12 +726,31 @@ impl Cooling {
             inner.in_failsafe = failsafe;
             if failsafe {
                 self.event(
-                    Severity::Critical,
-                    "cooling",
-                    format!("entering failsafe: {reason}; all fans at {failsafe_level}"),
+                    LogSeverity::Critical,
+                    Event {
+                        severity: Severity::Critical,
+                        source: SOURCE.to_owned(),
+                        message: format!(
+                            "entering failsafe: {reason}; all fans at {failsafe_level}"
+                        ),
+                        message_id: "Cooling.FailsafeEntered",
+                        data: vec![
+                            ("reason", reason.clone()),
+                            ("level", failsafe_level.get().to_string()),
+                        ],
+                    },
                 );
             } else {
-                self.event(Severity::Info, "cooling", "failsafe cleared".into());
+                self.event(
+                    LogSeverity::Notice,
+                    Event {
+                        severity: Severity::Info,
+                        source: SOURCE.to_owned(),
+                        message: "failsafe cleared".into(),
+                        message_id: "Cooling.FailsafeLeft",
+                        data: Vec::new(),
+                    },
+                );
             }
         }
 
@@ -659,7 +776,11 @@ impl Cooling {
         };
         inner.last_tick = now;
         drop(inner);
+        let mut mode_change = None;
         self.state.send_if_modified(|s| {
+            if s.mode != mode {
+                mode_change = Some(s.mode);
+            }
             let mut next = CoolingState {
                 mode,
                 auto_level: auto.get(),
@@ -680,6 +801,16 @@ impl Cooling {
             *s = next;
             true
         });
+        // Into or out of Failsafe (Auto and Manual changes were written
+        // where they happened).
+        if let Some(from) =
+            mode_change.filter(|f| *f == CoolingMode::Failsafe || mode == CoolingMode::Failsafe)
+        {
+            self.log_event(
+                LogSeverity::Notice,
+                &Self::mode_event(from, mode, format!("cooling mode {from} -> {mode}")),
+            );
+        }
         levels
     }
 
@@ -833,7 +964,166 @@ mod tests {
                          "critical_c": 83.0 }]
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        Cooling::new(fans, Arc::new(Temps), cfg)
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("bmcd-cooling-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let logs = Logs::open(&dir, &Default::default()).unwrap_or_else(|e| panic!("{e}"));
+        Cooling::new(fans, Arc::new(Temps), cfg, logs)
+    }
+
+    /// The event log: (MessageId, Data) of every entry, oldest first.
+    fn logged(z: &Cooling) -> Vec<(String, Vec<(String, String)>)> {
+        let page = z
+            .logs
+            .event
+            .store
+            .page(0, 1000, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        page.entries
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.source, "cooling");
+                (e.message_id, e.data)
+            })
+            .collect()
+    }
+
+    fn ids(z: &Cooling) -> Vec<String> {
+        logged(z).into_iter().map(|(id, _)| id).collect()
+    }
+
+    fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn manual_and_auto_are_mode_changes() {
+        let (z, mut ev) = zone(60);
+        let req = z.check_manual(30, &[], 0).unwrap_or_else(|e| panic!("{e}"));
+        assert!(z.set_manual(req).is_ok());
+        z.set_auto();
+        assert_eq!(
+            logged(&z),
+            vec![
+                (
+                    "Cooling.ModeChanged".to_owned(),
+                    kv(&[("from", "Auto"), ("to", "Manual")])
+                ),
+                (
+                    "Cooling.ModeChanged".to_owned(),
+                    kv(&[("from", "Manual"), ("to", "Auto")])
+                ),
+            ]
+        );
+        // The signals are as before.
+        let e = ev.try_recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((e.severity, e.source.as_str()), (Severity::Info, "cooling"));
+        assert!(
+            e.message.starts_with("manual override: 30%"),
+            "{}",
+            e.message
+        );
+        let e = ev.try_recv().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(e.message, "manual override ended");
+        assert!(ev.try_recv().is_err());
+    }
+
+    #[test]
+    fn a_lost_fan_and_sensor_are_logged_with_failsafe() {
+        let (z, mut ev) = zone(60);
+        let cfg = z.cfg.clone();
+        z.step(&at(50.0));
+        assert!(logged(&z).is_empty());
+        // f1 gone; the sensor unreadable.
+        let bad = || Readings {
+            temps: vec![Err(crate::hw::HwError::Unavailable("gone".into()))],
+            rpms: vec![Ok(5000), Ok(5000)],
+            present: vec![true, false],
+        };
+        for _ in 0..cfg.fail_after {
+            z.step(&bad());
+        }
+        assert_eq!(z.subscribe().borrow().mode, CoolingMode::Failsafe);
+        let got = logged(&z);
+        assert_eq!(
+            got.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            [
+                "Cooling.SensorLost",
+                "Cooling.FanLost",
+                "Cooling.FailsafeEntered",
+                "Cooling.ModeChanged"
+            ],
+            "{got:?}"
+        );
+        assert_eq!(got[0].1, kv(&[("sensor", "cpu")]));
+        assert_eq!(got[1].1, kv(&[("fan", "f1")]));
+        assert_eq!(
+            got[2].1,
+            kv(&[
+                ("reason", "fan f1 failed, sensor cpu lost"),
+                ("level", "60")
+            ])
+        );
+        assert_eq!(got[3].1, kv(&[("from", "Auto"), ("to", "Failsafe")]));
+        for _ in 0..cfg.recover_after {
+            z.step(&at(50.0));
+        }
+        assert_eq!(z.subscribe().borrow().mode, CoolingMode::Auto);
+        let got = logged(&z);
+        assert_eq!(
+            got[4..].iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+            [
+                "Cooling.SensorRestored",
+                "Cooling.FanRestored",
+                "Cooling.FailsafeLeft",
+                "Cooling.ModeChanged"
+            ],
+            "{got:?}"
+        );
+        assert_eq!(got[7].1, kv(&[("from", "Failsafe"), ("to", "Auto")]));
+        // Signals: the same six as before (the mode changes into and out
+        // of Failsafe are the failsafe events).
+        let mut sig = Vec::new();
+        while let Ok(e) = ev.try_recv() {
+            sig.push((e.source, e.message_id));
+        }
+        assert_eq!(
+            sig,
+            [
+                ("cpu".to_owned(), "Cooling.SensorLost"),
+                ("f1".to_owned(), "Cooling.FanLost"),
+                ("cooling".to_owned(), "Cooling.FailsafeEntered"),
+                ("cpu".to_owned(), "Cooling.SensorRestored"),
+                ("f1".to_owned(), "Cooling.FanRestored"),
+                ("cooling".to_owned(), "Cooling.FailsafeLeft"),
+            ]
+        );
+    }
+
+    #[test]
+    fn critical_temperature_is_logged() {
+        let (z, _ev) = zone(60);
+        z.step(&at(90.0));
+        z.step(&at(50.0));
+        assert_eq!(
+            ids(&z),
+            [
+                "Cooling.CriticalTemperature",
+                "Cooling.FailsafeEntered",
+                "Cooling.ModeChanged",
+                "Cooling.CriticalCleared",
+                "Cooling.FailsafeLeft",
+                "Cooling.ModeChanged"
+            ]
+        );
+        assert_eq!(
+            logged(&z)[0].1,
+            kv(&[("sensor", "cpu"), ("celsius", "90.0"), ("limit", "83.0")])
+        );
     }
 
     fn at(t: f64) -> Readings {

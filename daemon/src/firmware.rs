@@ -19,6 +19,12 @@
 //!
 //! All flash and image I/O runs on blocking threads, never on the async
 //! runtime. Nothing here knows zbus: the bus side is `bus/firmware.rs`.
+//!
+//! Events (`crate::logs`): every update task ends with one
+//! `Firmware.UpdateCompleted` or `Firmware.UpdateFailed` (failed,
+//! cancelled, or interrupted by a stop of bmcd; an update cut by a crash
+//! is written at the next start, from its `Writing` slot and its task);
+//! `Activate` and `Rollback` write `Firmware.Activated`.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -28,7 +34,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bmcd_api::{FirmwareState, TaskState, BMC_COMPONENT};
+use bmcd_api::{FirmwareState, LogSeverity, TaskState, BMC_COMPONENT};
 use bmcd_image::{ImageError, ImageReader, Keyring, Manifest, PayloadStream};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -38,8 +44,12 @@ use crate::clock::now_ms;
 use crate::config::FirmwareConfig;
 use crate::hw::firmware::{BootSelector, FirmwareHw, Slot};
 use crate::hw::HwError;
+use crate::logs::Logs;
 use crate::sync::lock;
 use crate::tasks::{ResultValue, TaskHandle, Tasks};
+
+/// The events' source.
+const SOURCE: &str = "firmware";
 
 /// The file that keeps the slots' states under the state directory.
 pub const STATE_FILE: &str = "firmware.json";
@@ -238,6 +248,50 @@ pub struct Firmware {
     commit: Mutex<()>,
     /// The slot an update writes, while one runs.
     updating: Mutex<Option<String>>,
+    logs: Arc<Logs>,
+}
+
+/// How an update's task is to end.
+enum UpdateEnd {
+    Completed(BTreeMap<String, ResultValue>),
+    /// Error name and text.
+    Failed(&'static str, String),
+    Cancelled,
+}
+
+/// Write `Firmware.UpdateFailed`; `state` is the task's final state (or
+/// `Interrupted`), `error` its error name and text.
+fn update_failed(
+    logs: &Logs,
+    slot: &str,
+    version: &str,
+    task: &str,
+    state: TaskState,
+    error: &str,
+) {
+    let what = match state {
+        TaskState::Cancelled => "cancelled",
+        TaskState::Interrupted => "interrupted",
+        _ => "failed",
+    };
+    let to = if version.is_empty() {
+        String::new()
+    } else {
+        format!(" to {version}")
+    };
+    logs.event(
+        LogSeverity::Error,
+        SOURCE,
+        "Firmware.UpdateFailed",
+        format!("update{to} of slot {slot} {what} (task {task}): {error}"),
+        &[
+            ("slot", slot.to_owned()),
+            ("version", version.to_owned()),
+            ("task", task.to_owned()),
+            ("state", state.to_string()),
+            ("error", error.to_owned()),
+        ],
+    );
 }
 
 async fn off_runtime<T: Send + 'static>(
@@ -346,6 +400,7 @@ impl Firmware {
         cfg: &FirmwareConfig,
         state_dir: &Path,
         tasks: Arc<Tasks>,
+        logs: Arc<Logs>,
     ) -> Result<Arc<Firmware>, FirmwareError> {
         let path = state_dir.join(STATE_FILE);
         let persisted: Persisted = match std::fs::read(&path) {
@@ -370,16 +425,22 @@ impl Firmware {
             Err(e) => return Err(FirmwareError::Persist(e)),
         };
         let mut slots = Vec::with_capacity(hw.slots.len());
+        // Updates a crash cut short: the slot left `Writing`, and the task
+        // this open brought back `Interrupted` (at most one of each runs).
+        let mut cut_slot: Option<String> = None;
+        let cut_task = tasks
+            .interrupted_at_open()
+            .iter()
+            .filter(|t| t.kind == TASK_KIND)
+            .max_by_key(|t| t.id)
+            .map(|t| (t.id, t.error.1.clone()));
         for s in &hw.slots {
             let capacity = s.device.capacity().map_err(FirmwareError::Hardware)?;
             let rec = persisted.slots.get(&s.name);
             let booted = s.name == hw.booted;
             let (state, keep) = start_state(rec, booted);
             if rec.is_some_and(|r| r.state == FirmwareState::Writing.as_str()) {
-                log::warn!(
-                    "firmware: slot {} was being written when bmcd stopped: now Invalid",
-                    s.name
-                );
+                cut_slot = Some(s.name.clone());
             }
             let mut info = SlotInfo {
                 name: s.name.clone(),
@@ -428,6 +489,23 @@ impl Firmware {
             machine: cfg.machine.clone(),
             update_task: 0,
         };
+        if cut_slot.is_some() || cut_task.is_some() {
+            let slot = cut_slot.unwrap_or_default();
+            let (task, why) = cut_task.map_or((String::new(), String::new()), |(id, why)| {
+                (id.to_string(), why)
+            });
+            let why = if why.is_empty() {
+                "bmcd stopped while the update ran".to_owned()
+            } else {
+                why
+            };
+            let why = if slot.is_empty() {
+                why
+            } else {
+                format!("{why}; slot {slot} was being written when bmcd stopped: now Invalid")
+            };
+            update_failed(&logs, &slot, "", &task, TaskState::Interrupted, &why);
+        }
         let (state, _) = watch::channel(view);
         let fw = Arc::new(Firmware {
             slots: hw.slots,
@@ -438,6 +516,7 @@ impl Firmware {
             state,
             commit: Mutex::new(()),
             updating: Mutex::new(None),
+            logs,
         });
         fw.commit(|_| {}).map_err(FirmwareError::Persist)?;
         Ok(fw)
@@ -659,14 +738,82 @@ impl Firmware {
     }
 
     /// The update's work, on a blocking thread.
-    fn run_update(self: Arc<Self>, task: TaskHandle, mut p: Prepared) {
+    fn run_update(self: Arc<Self>, task: TaskHandle, p: Prepared) {
+        let slot = self.slots[p.target].name.clone();
+        let version = p.manifest.version.clone();
+        let end = self.run_update_task(&task, p);
+        self.end_update(task, &slot, &version, end);
+    }
+
+    /// Write the update's end event, then end its task (so the event is
+    /// in the log once the task shows its end). A task already ended from
+    /// outside (interrupted by a stop) keeps its state, and the event says
+    /// so.
+    fn end_update(&self, task: TaskHandle, slot: &str, version: &str, end: UpdateEnd) {
+        let id = task.id();
+        let ended = self
+            .tasks
+            .get(id)
+            .map(|rx| rx.borrow().clone())
+            .filter(|t| t.state.is_final());
+        let failed = |state: TaskState, error: String| {
+            update_failed(&self.logs, slot, version, &id.to_string(), state, &error);
+        };
+        match (ended, &end) {
+            (Some(t), _) => failed(t.state, format!("{}: {}", t.error.0, t.error.1)),
+            (None, UpdateEnd::Completed(result)) => {
+                let activated = matches!(
+                    result.get(bmcd_api::update_result::ACTIVATED),
+                    Some(ResultValue::Bool(true))
+                );
+                let digest = match result.get(bmcd_api::update_result::DIGEST) {
+                    Some(ResultValue::Str(d)) => d.as_str(),
+                    _ => "",
+                };
+                self.logs.event(
+                    LogSeverity::Notice,
+                    SOURCE,
+                    "Firmware.UpdateCompleted",
+                    format!(
+                        "slot {slot} staged with {version} (sha256 {digest}, task {id}){}",
+                        if activated { "; it boots next" } else { "" }
+                    ),
+                    &[
+                        ("slot", slot.to_owned()),
+                        ("version", version.to_owned()),
+                        ("task", id.to_string()),
+                        ("activated", activated.to_string()),
+                    ],
+                );
+            }
+            (None, UpdateEnd::Failed(name, text)) => {
+                failed(TaskState::Failed, format!("{name}: {text}"))
+            }
+            (None, UpdateEnd::Cancelled) => failed(
+                TaskState::Cancelled,
+                format!(
+                    "{}: {}",
+                    crate::tasks::ERROR_CANCELLED,
+                    FirmwareError::Cancelled
+                ),
+            ),
+        }
+        match end {
+            UpdateEnd::Completed(result) => task.complete(result),
+            UpdateEnd::Failed(name, text) => task.fail(name, &text),
+            UpdateEnd::Cancelled => task.cancelled(),
+        }
+    }
+
+    /// The update's work; how its task is to end.
+    fn run_update_task(&self, task: &TaskHandle, mut p: Prepared) -> UpdateEnd {
         let target = p.target;
         let name = self.slots[target].name.clone();
-        let r = self.write_and_check(&task, &mut p).and_then(|digest| {
+        let r = self.write_and_check(task, &mut p).and_then(|digest| {
             // The commit point: no Cancel after this. One accepted just
             // before it still wins.
             task.set_cancellable(false);
-            if self.stop_requested(&task) {
+            if self.stop_requested(task) {
                 return Err(FirmwareError::Cancelled);
             }
             Ok(digest)
@@ -688,8 +835,7 @@ impl Firmware {
                     let _ = self.set_slot(target, |s| s.clear(FirmwareState::Invalid));
                     self.release();
                     let e = FirmwareError::Persist(e);
-                    task.fail(e.name(), &e.to_string());
-                    return;
+                    return UpdateEnd::Failed(e.name(), e.to_string());
                 }
                 let mut activated = false;
                 let mut activate_err = None;
@@ -701,18 +847,11 @@ impl Firmware {
                 }
                 self.refresh_boot_next();
                 self.release();
-                log::info!(
-                    "firmware: slot {name} staged with {} (sha256 {digest}){}",
-                    m.version,
-                    if activated { ", boots next" } else { "" }
-                );
                 if let Some(e) = activate_err {
-                    log::error!("firmware: slot {name} staged, but {e}");
-                    task.fail(
+                    return UpdateEnd::Failed(
                         e.name(),
-                        &format!("slot {name} is staged, but it could not be made BootNext: {e}"),
+                        format!("slot {name} is staged, but it could not be made BootNext: {e}"),
                     );
-                    return;
                 }
                 let result = [
                     (
@@ -732,7 +871,7 @@ impl Firmware {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v))
                 .collect();
-                task.complete(result);
+                UpdateEnd::Completed(result)
             }
             Err(e) => {
                 // Whatever was written cannot be trusted.
@@ -741,14 +880,8 @@ impl Firmware {
                 }
                 self.release();
                 match e {
-                    FirmwareError::Cancelled => {
-                        log::info!("firmware: update of slot {name} cancelled: slot Invalid");
-                        task.cancelled();
-                    }
-                    e => {
-                        log::error!("firmware: update of slot {name} failed: {e}");
-                        task.fail(e.name(), &e.to_string());
-                    }
+                    FirmwareError::Cancelled => UpdateEnd::Cancelled,
+                    e => UpdateEnd::Failed(e.name(), e.to_string()),
                 }
             }
         }
@@ -891,17 +1024,33 @@ impl Firmware {
                 "slot {slot} is {st}: only an Active, Backup or Staged slot can boot"
             )));
         }
-        self.set_boot_next(slot).await
+        self.set_boot_next(slot, "activate").await
     }
 
-    async fn set_boot_next(self: &Arc<Self>, slot: String) -> Result<(), FirmwareError> {
+    /// `what`: `activate` or `rollback` (the event's `Data`).
+    async fn set_boot_next(
+        self: &Arc<Self>,
+        slot: String,
+        what: &'static str,
+    ) -> Result<(), FirmwareError> {
         let me = self.clone();
         off_runtime(move || {
+            let from = me.state.borrow().boot_next.clone();
             me.boot
                 .set_boot_next(&slot)
                 .map_err(FirmwareError::Hardware)?;
-            log::info!("firmware: slot {slot} boots next");
             me.refresh_boot_next();
+            me.logs.event(
+                LogSeverity::Notice,
+                SOURCE,
+                "Firmware.Activated",
+                format!("slot {slot} boots next ({what}; it was {from})"),
+                &[
+                    ("slot", slot.clone()),
+                    ("from", from),
+                    ("by", what.to_owned()),
+                ],
+            );
             Ok(())
         })
         .await
@@ -911,7 +1060,7 @@ impl Firmware {
     pub async fn rollback(self: &Arc<Self>) -> Result<(), FirmwareError> {
         let v = self.snapshot();
         if v.boot_next != v.booted {
-            return self.set_boot_next(v.booted.clone()).await;
+            return self.set_boot_next(v.booted.clone(), "rollback").await;
         }
         let other = v
             .slots
@@ -925,7 +1074,7 @@ impl Firmware {
                         s.name
                     )));
                 }
-                self.set_boot_next(s.name.clone()).await
+                self.set_boot_next(s.name.clone(), "rollback").await
             }
             Some(s) => Err(FirmwareError::NotAllowed(format!(
                 "slot {} is {}: there is no good image to roll back to",

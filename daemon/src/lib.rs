@@ -20,6 +20,7 @@ pub mod chassis;
 pub mod clock;
 pub mod config;
 pub mod cooling;
+pub mod dump;
 pub mod firmware;
 pub mod hw;
 pub mod logging;
@@ -146,31 +147,35 @@ fn handle_signals() -> Result<tokio::sync::mpsc::Receiver<&'static str>, String>
 }
 
 /// The firmware storage and its controller, opened off the runtime. A
-/// failure is logged and leaves bmcd without firmware objects: power and
-/// cooling matter more than updates.
+/// failure is written as a `Daemon.ConfigError` event and leaves bmcd
+/// without firmware objects: power and cooling matter more than updates.
 async fn open_firmware(
     cfg: &config::Config,
     tasks: Arc<tasks::Tasks>,
+    logs: Arc<logs::Logs>,
 ) -> Option<Arc<firmware::Firmware>> {
     let fw_cfg = cfg.firmware.clone();
     let state_dir = cfg.state_dir.clone();
+    let l = logs.clone();
     let r = tokio::task::spawn_blocking(move || {
         let hw =
             hw::firmware::build(&fw_cfg, &state_dir).map_err(firmware::FirmwareError::Hardware)?;
-        firmware::Firmware::open(hw, &fw_cfg, &state_dir, tasks)
+        firmware::Firmware::open(hw, &fw_cfg, &state_dir, tasks, l)
     })
     .await;
-    match r {
-        Ok(Ok(fw)) => Some(fw),
-        Ok(Err(e)) => {
-            log::error!("firmware: {e}; no firmware objects are served");
-            None
-        }
-        Err(e) => {
-            log::error!("firmware: start-up worker failed: {e}");
-            None
-        }
-    }
+    let error = match r {
+        Ok(Ok(fw)) => return Some(fw),
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => format!("start-up worker failed: {e}"),
+    };
+    logs.event(
+        bmcd_api::LogSeverity::Error,
+        "daemon",
+        "Daemon.ConfigError",
+        format!("firmware: {error}; no firmware objects are served"),
+        &[("part", "firmware".to_owned()), ("error", error)],
+    );
+    None
 }
 
 async fn connect(bus: &str) -> zbus::Result<zbus::Connection> {
@@ -213,6 +218,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         cfg.chassis.clone(),
         store,
         tasks.clone(),
+        logs.clone(),
     )
     .await
     .map_err(|e| format!("chassis: {e}"))?;
@@ -220,9 +226,23 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
         platform.fans.clone(),
         platform.temps.clone(),
         cfg.cooling.clone(),
+        logs.clone(),
     );
 
-    let firmware = open_firmware(&cfg, tasks.clone()).await;
+    let firmware = open_firmware(&cfg, tasks.clone(), logs.clone()).await;
+    let dumps = dump::Dumps::open(
+        cfg.dumps,
+        tasks.clone(),
+        dump::Sources {
+            logs: logs.clone(),
+            cooling: cooling.clone(),
+            firmware: firmware.clone(),
+            config_path: args.config.clone(),
+            state_dir: cfg.state_dir.clone(),
+        },
+    )
+    .map_err(|e| log::error!("dumps: {e}; no dump objects are served"))
+    .ok();
 
     let auth = auth::Auth::new(cfg.auth.clone());
     auth.set_audit_log(logs.audit.clone());
@@ -251,6 +271,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
             tasks: tasks.clone(),
             task_events,
             logs: logs.clone(),
+            dumps,
         },
     )
     .await
@@ -332,6 +353,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     // Unfinished tasks are recorded Interrupted: a client that reads them
     // after the restart learns the work did not finish.
     tasks.shutdown();
+    chassis.stopped();
     let c = cooling.clone();
     let _ = tokio::task::spawn_blocking(move || c.release()).await;
     flusher.abort();

@@ -141,6 +141,8 @@ pub enum ResultValue {
     U64(u64),
     I64(i64),
     Bool(bool),
+    /// An object path (`o`), e.g. the dump a `Dump` task made.
+    Path(String),
 }
 
 /// Everything a `Task1` object shows; times in ms since the Unix epoch.
@@ -281,6 +283,9 @@ pub struct Tasks {
     io: Mutex<()>,
     events: mpsc::UnboundedSender<TaskEvent>,
     finished: Notify,
+    /// The tasks this open found unfinished and made `Interrupted` (the
+    /// previous run ended without a clean stop), as they came back.
+    interrupted_at_open: Vec<TaskSnapshot>,
 }
 
 /// `s` cut to at most `max` bytes at a char boundary.
@@ -492,12 +497,17 @@ impl Tasks {
         };
         let (events, rx) = mpsc::unbounded_channel();
         let mut tasks = BTreeMap::new();
+        let mut interrupted_at_open = Vec::new();
         for mut t in loaded {
             if t.id == 0 {
                 dirty = true;
                 continue;
             }
+            let was_final = t.state.is_final();
             dirty |= revive(&mut t, now);
+            if !was_final {
+                interrupted_at_open.push(t.clone());
+            }
             if t.id >= next_id {
                 next_id = t.id.saturating_add(1);
                 dirty = true;
@@ -535,11 +545,19 @@ impl Tasks {
             io: Mutex::new(()),
             events,
             finished: Notify::new(),
+            interrupted_at_open,
         });
         if dirty {
             me.persist()?;
         }
         Ok((me, rx))
+    }
+
+    /// The tasks this open found unfinished (bmcd did not stop cleanly)
+    /// and brought back `Interrupted`, as they were then: their owners
+    /// write what was interrupted (events).
+    pub fn interrupted_at_open(&self) -> &[TaskSnapshot] {
+        &self.interrupted_at_open
     }
 
     /// Write the current state (see "Persistence" in the module doc).

@@ -271,9 +271,12 @@ fn object_manager_lists_every_object() {
             one(bmcd_api::FIRMWARE_IFACE),
         );
     }
-    for p in [bmcd_api::EVENT_LOG_PATH, bmcd_api::AUDIT_LOG_PATH] {
-        want.insert(p.into(), one(bmcd_api::LOG_IFACE));
-    }
+    want.insert(bmcd_api::EVENT_LOG_PATH.into(), one(bmcd_api::LOG_IFACE));
+    want.insert(bmcd_api::AUDIT_LOG_PATH.into(), one(bmcd_api::LOG_IFACE));
+    want.insert(
+        bmcd_api::DUMPS_PATH.into(),
+        one(bmcd_api::DUMP_MANAGER_IFACE),
+    );
     assert_eq!(seen, want);
 
     // The properties come along and are the real values.
@@ -476,4 +479,182 @@ fn sensitive_calls_need_reauthentication_by_default() {
     z.set_auto(no_options()).unwrap();
     c.power_on(no_options()).unwrap();
     env.wait_power(PowerState::On, secs(5.0));
+}
+
+/// The README's MessageId table lists exactly `bmcd_api::message_ids::ALL`,
+/// in order (a new id is documented or this fails).
+#[test]
+fn readme_message_id_table_matches_the_api() {
+    let path = bmcd_tests::workspace_root().join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("read README.md");
+    let head = "| MessageId | Severity | meaning | Data keys |\n|---|---|---|---|\n";
+    let want: String = bmcd_api::message_ids::ALL
+        .iter()
+        .map(|(id, sev, what, data)| {
+            let data = if data.is_empty() { "-" } else { data };
+            format!("| `{id}` | {sev} | {what} | {data} |\n")
+        })
+        .collect();
+    let start = readme.find(head).expect("README.md has no MessageId table") + head.len();
+    let got: String = readme[start..]
+        .lines()
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(
+        got, want,
+        "README.md's MessageId table differs; replace it with:\n{want}"
+    );
+    for (id, sev, ..) in bmcd_api::message_ids::ALL {
+        assert!(
+            sev.parse::<bmcd_api::LogSeverity>().is_ok(),
+            "{id}: severity {sev} is not a LogSeverity word"
+        );
+    }
+}
+
+/// `Log1` (both logs), `Dump1` and `DumpEntry1` through their proxies: every
+/// method, property and the `Appended` signal.
+#[test]
+fn logs_and_dumps_every_method_and_property() {
+    use bmcd_api::{log_query, DumpEntryProxyBlocking, DumpManagerProxyBlocking, LogProxyBlocking};
+    use bmcd_tests::firmware::wait_task_final;
+
+    let env = Env::new();
+    let log = |path: &'static str| {
+        LogProxyBlocking::builder(env.conn())
+            .path(path)
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    let ev = log(bmcd_api::EVENT_LOG_PATH);
+    let au = log(bmcd_api::AUDIT_LOG_PATH);
+    assert_eq!(ev.name().unwrap(), "event");
+    assert_eq!(au.name().unwrap(), "audit");
+    assert!(ev.max_entries().unwrap() > 0);
+    assert!(ev.max_bytes().unwrap() > 0);
+    // Daemon.Started is in already.
+    assert!(ev.count().unwrap() >= 1);
+    let gen0 = ev.generation().unwrap();
+
+    let appended = ev.receive_appended().unwrap();
+    let (first, last) = env.sim().append_events(5, no_options()).unwrap();
+    assert_eq!(last, first + 4);
+    // One or more Appended signals cover the new ids.
+    let mut covered = 0;
+    for sig in appended {
+        let a = sig.args().unwrap();
+        assert!(a.first <= a.last);
+        covered = covered.max(a.last);
+        if covered >= last {
+            break;
+        }
+    }
+    assert!(ev.last_id().unwrap() >= last);
+
+    let (page, next, info) = ev.get_entries(first, 5, no_options()).unwrap();
+    assert_eq!(page.len(), 5);
+    assert_eq!(next, last + 1);
+    for (i, e) in page.iter().enumerate() {
+        let keys: BTreeSet<&str> = e.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                "Data",
+                "Id",
+                "Message",
+                "MessageId",
+                "Severity",
+                "Source",
+                "Time"
+            ])
+        );
+        assert_eq!(
+            u64::try_from(e["Id"].try_clone().unwrap()).unwrap(),
+            first + i as u64
+        );
+        assert_eq!(
+            String::try_from(e["MessageId"].try_clone().unwrap()).unwrap(),
+            "Sim.Event"
+        );
+        let sev = String::try_from(e["Severity"].try_clone().unwrap()).unwrap();
+        assert!(sev.parse::<bmcd_api::LogSeverity>().is_ok(), "{sev}");
+    }
+    for k in ["first-id", "last-id", "generation", "end"] {
+        assert!(info.contains_key(k), "info lacks {k}: {info:?}");
+    }
+    // Newest first.
+    let mut older = std::collections::HashMap::new();
+    older.insert(
+        log_query::DIRECTION,
+        bmcd_tests::zbus::zvariant::Value::from(log_query::OLDER),
+    );
+    let (page, ..) = ev.get_entries(log_query::CURSOR_NEWEST, 1, older).unwrap();
+    assert_eq!(
+        u64::try_from(page[0]["Id"].try_clone().unwrap()).unwrap(),
+        ev.last_id().unwrap()
+    );
+    expect_error(ev.get_entries(0, 0, no_options()), "InvalidArgument");
+
+    // Clear: ids go on, the generation grows, Log.Cleared comes first.
+    ev.clear(no_options()).unwrap();
+    assert_eq!(ev.generation().unwrap(), gen0 + 1);
+    let (page, ..) = ev.get_entries(0, 10, no_options()).unwrap();
+    assert!(!page.is_empty());
+    assert!(u64::try_from(page[0]["Id"].try_clone().unwrap()).unwrap() > last);
+    assert_eq!(
+        String::try_from(page[0]["MessageId"].try_clone().unwrap()).unwrap(),
+        "Log.Cleared"
+    );
+    expect_error(au.clear(no_options()), "NotAllowed");
+    let (page, ..) = au
+        .get_entries(log_query::CURSOR_NEWEST, 50, {
+            let mut o = std::collections::HashMap::new();
+            o.insert(
+                log_query::DIRECTION,
+                bmcd_tests::zbus::zvariant::Value::from(log_query::OLDER),
+            );
+            o
+        })
+        .unwrap();
+    assert!(
+        page.iter().any(
+            |e| String::try_from(e["MessageId"].try_clone().unwrap()).unwrap()
+                == "Audit.LogCleared"
+        ),
+        "no Audit.LogCleared in {page:?}"
+    );
+
+    // A dump, opened and deleted.
+    let dm = DumpManagerProxyBlocking::new(env.conn()).unwrap();
+    assert!(dm.max_dumps().unwrap() >= 1);
+    assert!(dm.max_size().unwrap() > 0);
+    let task = dm.create(no_options()).unwrap();
+    assert_eq!(
+        wait_task_final(&env, task.as_str(), secs(60.0)),
+        bmcd_api::TaskState::Completed
+    );
+    let t = bmcd_tests::firmware::task_proxy(&env, task.as_str());
+    let result = t.result().unwrap();
+    let path = bmcd_tests::zbus::zvariant::OwnedObjectPath::try_from(
+        result[bmcd_api::dump_result::DUMP].try_clone().unwrap(),
+    )
+    .unwrap();
+    let d = DumpEntryProxyBlocking::builder(env.conn())
+        .path(path.clone())
+        .unwrap()
+        .build()
+        .unwrap();
+    assert!(d.id().unwrap() >= 1);
+    assert!(d.file_name().unwrap().ends_with(".tar.gz"));
+    assert!(d.time().unwrap() <= now_ms());
+    assert_eq!(d.digest().unwrap().len(), 64);
+    assert!(!d.truncated().unwrap());
+    let fd = d.open(no_options()).unwrap();
+    let file = std::fs::File::from(std::os::fd::OwnedFd::from(fd));
+    assert_eq!(file.metadata().unwrap().len(), d.size().unwrap());
+    d.delete(no_options()).unwrap();
+    assert!(d.size().is_err(), "the deleted dump is still on the bus");
+    env.assert_serving();
 }

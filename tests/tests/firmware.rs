@@ -507,3 +507,29 @@ fn boot_next_on_a_slot_without_a_good_image_is_pointed_back_at_the_running_one()
         env.daemon.log_tail(20)
     );
 }
+
+#[test]
+fn storage_that_cannot_be_opened_is_a_config_error_event() {
+    let kit = FwKit::new();
+    let env = fw_env(&kit, 0);
+    assert_eq!(manager(&env).boot_next().unwrap(), BOOTED);
+    assert_eq!(env.daemon.stop(), 0);
+    // The simulator's record of the booted slot names no slot.
+    let booted = env.daemon.state_dir().join("sim-firmware/booted");
+    std::fs::write(&booted, "bmc_z\n").unwrap();
+    env.daemon.start_again();
+    // bmcd serves the rest, without firmware objects.
+    env.assert_serving();
+    assert!(manager(&env).boot_next().is_err());
+    let log = env.daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("[Daemon.ConfigError]"))
+        .unwrap_or_else(|| panic!("no ConfigError event:\n{}", env.daemon.log_tail(20)));
+    assert!(
+        line.contains("firmware") && line.contains("bmc_z"),
+        "{line}"
+    );
+    // Not doubled by the former log line.
+    assert_eq!(log.matches("no firmware objects are served").count(), 1);
+}

@@ -70,6 +70,22 @@ fn live_interfaces_match_the_shipped_xml() {
     let env = Env::new();
     // A task object, for org.bmcd.Task1.
     let task = env.chassis().power_on(Default::default()).unwrap();
+    // A dump object, for org.bmcd.DumpEntry1.
+    bmcd_tests::bmcd_api::DumpManagerProxyBlocking::new(env.conn())
+        .unwrap()
+        .create(Default::default())
+        .unwrap();
+    let dump = bmcd_tests::bmcd_api::DumpEntryProxyBlocking::builder(env.conn())
+        .path(bmcd_tests::bmcd_api::dump_path(1))
+        .unwrap()
+        .cache_properties(bmcd_tests::zbus::proxy::CacheProperties::No)
+        .build()
+        .unwrap();
+    bmcd_tests::wait_until(
+        "the dump object",
+        std::time::Duration::from_secs(60),
+        || dump.id().is_ok(),
+    );
     let files = shipped();
     let tree = walk(&env);
     let mut served: BTreeSet<String> = BTreeSet::new();

@@ -6,6 +6,7 @@ use bmcd_image::{ImageMeta, PayloadSource};
 use super::*;
 use crate::hw::firmware::{SlotDevice, SlotWriter};
 use crate::hw::HwResult;
+use crate::logs::Logs;
 use crate::tasks::TasksConfig;
 
 /// A slot in memory; the booted one refuses writes, as backends must.
@@ -14,12 +15,15 @@ struct MemSlot {
     cap: u64,
     booted: bool,
     fail_write: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
 }
 
 struct MemWriter {
     data: Arc<Mutex<Vec<u8>>>,
     cap: u64,
     fail: Arc<AtomicBool>,
+    /// Writes wait while it is set.
+    hold: Arc<AtomicBool>,
 }
 
 impl SlotDevice for MemSlot {
@@ -35,6 +39,7 @@ impl SlotDevice for MemSlot {
             data: self.data.clone(),
             cap: self.cap,
             fail: self.fail_write.clone(),
+            hold: self.hold.clone(),
         }))
     }
     fn open_read(&self) -> HwResult<Box<dyn Read + Send>> {
@@ -44,6 +49,9 @@ impl SlotDevice for MemSlot {
 
 impl SlotWriter for MemWriter {
     fn write(&mut self, buf: &[u8]) -> HwResult<()> {
+        while self.hold.load(AtOrd::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let mut d = lock(&self.data);
         if self.fail.load(AtOrd::SeqCst) || d.len() as u64 + buf.len() as u64 > self.cap {
             return Err(HwError::Unavailable("write failed".into()));
@@ -76,6 +84,9 @@ struct Rig {
     b: Arc<Mutex<Vec<u8>>>,
     a: Arc<Mutex<Vec<u8>>>,
     fail: Arc<AtomicBool>,
+    hold: Arc<AtomicBool>,
+    logs: Arc<Logs>,
+    tasks_dir: PathBuf,
 }
 
 fn tmpdir(tag: &str) -> PathBuf {
@@ -104,7 +115,19 @@ fn open_rig(
     a: Arc<Mutex<Vec<u8>>>,
     b: Arc<Mutex<Vec<u8>>>,
 ) -> Rig {
+    open_rig_with(dir, key, a, b, None)
+}
+
+/// `tasks_dir`: the task store (None: one of this run's own).
+fn open_rig_with(
+    dir: PathBuf,
+    key: bmcd_image::SigningKey,
+    a: Arc<Mutex<Vec<u8>>>,
+    b: Arc<Mutex<Vec<u8>>>,
+    tasks_dir: Option<PathBuf>,
+) -> Rig {
     let fail = Arc::new(AtomicBool::new(false));
+    let hold = Arc::new(AtomicBool::new(false));
     let slot = |name: &str, data: &Arc<Mutex<Vec<u8>>>, booted| Slot {
         name: name.into(),
         component: "bmc".into(),
@@ -113,6 +136,7 @@ fn open_rig(
             cap: 1 << 20,
             booted,
             fail_write: fail.clone(),
+            hold: hold.clone(),
         }),
     };
     let hw = FirmwareHw {
@@ -128,9 +152,11 @@ fn open_rig(
     // Each run its own task store (the firmware state is what is shared).
     static RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let run = RUNS.fetch_add(1, AtOrd::SeqCst);
-    let (tasks, _events) =
-        Tasks::open(&dir.join(format!("tasks-{run}")), TasksConfig::default()).unwrap();
-    let fw = Firmware::open(hw, &cfg, &dir, tasks.clone()).unwrap();
+    let tasks_dir = tasks_dir.unwrap_or_else(|| dir.join(format!("tasks-{run}")));
+    let (tasks, _events) = Tasks::open(&tasks_dir, TasksConfig::default()).unwrap();
+    let tasks_dir = tasks_dir.to_owned();
+    let logs = Logs::open(&dir.join(format!("logs-{run}")), &Default::default()).unwrap();
+    let fw = Firmware::open(hw, &cfg, &dir, tasks.clone(), logs.clone()).unwrap();
     Rig {
         dir,
         fw,
@@ -139,7 +165,165 @@ fn open_rig(
         a,
         b,
         fail,
+        hold,
+        logs,
+        tasks_dir,
     }
+}
+
+/// The `Data` of every event with message id `id`, oldest first.
+fn events(r: &Rig, id: &str) -> Vec<BTreeMap<String, String>> {
+    let q = crate::logstore::Query {
+        message_id: Some(id.to_owned()),
+        ..Default::default()
+    };
+    let page = r.logs.event.store.page(0, 1000, &q).unwrap();
+    page.entries
+        .into_iter()
+        .map(|e| {
+            assert_eq!(e.source, "firmware");
+            e.data.into_iter().collect()
+        })
+        .collect()
+}
+
+fn kv(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_and_activations_are_events() {
+    let r = rig("ev-ok");
+    let opts = UpdateOptions {
+        activate: true,
+        force_version: false,
+    };
+    let id =
+        r.fw.start_update(image(&r, "1.1.0", &[5u8; 3000], &["sim"]), opts, 0)
+            .await
+            .unwrap();
+    assert_eq!(wait_final(&r, id).await.state, TaskState::Completed);
+    assert_eq!(
+        events(&r, "Firmware.UpdateCompleted"),
+        vec![kv(&[
+            ("slot", "bmc_b"),
+            ("version", "1.1.0"),
+            ("task", &id.to_string()),
+            ("activated", "true"),
+        ])]
+    );
+    assert!(events(&r, "Firmware.UpdateFailed").is_empty());
+    r.fw.rollback().await.unwrap();
+    r.fw.activate("bmc_b".into()).await.unwrap();
+    assert_eq!(
+        events(&r, "Firmware.Activated"),
+        vec![
+            kv(&[("slot", "bmc_a"), ("from", "bmc_b"), ("by", "rollback")]),
+            kv(&[("slot", "bmc_b"), ("from", "bmc_a"), ("by", "activate")]),
+        ]
+    );
+    // A refused activation writes nothing.
+    r.fw.activate("bmc_z".into()).await.unwrap_err();
+    assert_eq!(events(&r, "Firmware.Activated").len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_cancelled_and_interrupted_updates_are_events() {
+    let r = rig("ev-fail");
+    r.fail.store(true, AtOrd::SeqCst);
+    let img = || image(&r, "1.1.0", &[3u8; 100_000], &["sim"]);
+    let id =
+        r.fw.start_update(img(), UpdateOptions::default(), 0)
+            .await
+            .unwrap();
+    wait_final(&r, id).await;
+    r.fail.store(false, AtOrd::SeqCst);
+    let evs = events(&r, "Firmware.UpdateFailed");
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["slot"], "bmc_b");
+    assert_eq!(evs[0]["version"], "1.1.0");
+    assert_eq!(evs[0]["task"], id.to_string());
+    assert_eq!(evs[0]["state"], "Failed");
+    assert!(
+        evs[0]["error"].starts_with("org.bmcd.Error.FlashWrite: "),
+        "{evs:?}"
+    );
+
+    // Cancelled while writing (held).
+    r.hold.store(true, AtOrd::SeqCst);
+    let id =
+        r.fw.start_update(img(), UpdateOptions::default(), 7)
+            .await
+            .unwrap();
+    r.tasks.cancel(id, 7, false).unwrap();
+    r.hold.store(false, AtOrd::SeqCst);
+    assert_eq!(wait_final(&r, id).await.state, TaskState::Cancelled);
+    let evs = events(&r, "Firmware.UpdateFailed");
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert_eq!(evs[1]["task"], id.to_string());
+    assert_eq!(evs[1]["state"], "Cancelled");
+
+    // Interrupted by a clean stop.
+    r.hold.store(true, AtOrd::SeqCst);
+    let id =
+        r.fw.start_update(img(), UpdateOptions::default(), 7)
+            .await
+            .unwrap();
+    r.tasks.shutdown();
+    r.hold.store(false, AtOrd::SeqCst);
+    assert_eq!(wait_final(&r, id).await.state, TaskState::Interrupted);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while events(&r, "Firmware.UpdateFailed").len() < 3 {
+        assert!(std::time::Instant::now() < deadline, "no third event");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let evs = events(&r, "Firmware.UpdateFailed");
+    assert_eq!(evs.len(), 3, "{evs:?}");
+    assert_eq!(evs[2]["task"], id.to_string());
+    assert_eq!(evs[2]["state"], "Interrupted");
+    assert!(events(&r, "Firmware.UpdateCompleted").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_cut_by_a_crash_is_an_event_at_the_next_start() {
+    let r = rig("ev-crash");
+    r.hold.store(true, AtOrd::SeqCst);
+    let id =
+        r.fw.start_update(
+            image(&r, "1.1.0", &[3u8; 100_000], &["sim"]),
+            UpdateOptions::default(),
+            0,
+        )
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while slot_b(&r).state != FirmwareState::Writing {
+        assert!(std::time::Instant::now() < deadline, "never Writing");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // A second daemon on the same state, the first one still "running".
+    // The first daemon's task store, the task still Running in it.
+    let r2 = open_rig_with(
+        r.dir.clone(),
+        r.key.clone(),
+        r.a.clone(),
+        r.b.clone(),
+        Some(r.tasks_dir.clone()),
+    );
+    let evs = events(&r2, "Firmware.UpdateFailed");
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0]["slot"], "bmc_b");
+    assert_eq!(evs[0]["task"], id.to_string());
+    assert_eq!(evs[0]["state"], "Interrupted");
+    assert!(evs[0]["error"].contains("now Invalid"), "{evs:?}");
+    assert_eq!(slot_b(&r2).state, FirmwareState::Invalid);
+    // Let the first one end (it fails).
+    r.fail.store(true, AtOrd::SeqCst);
+    r.hold.store(false, AtOrd::SeqCst);
+    wait_final(&r, id).await;
 }
 
 fn image(r: &Rig, version: &str, payload: &[u8], machines: &[&str]) -> File {

@@ -26,7 +26,9 @@
 //! Memory holds no entry: per segment, its first and last id, count,
 //! bytes, time range and a sparse index (id and offset of every 64th
 //! record). A page finds its segment and block by binary search and
-//! decodes one block (≤ 64 records) at a time, forwards or backwards.
+//! reads one block (≤ 64 records) at a time, forwards or backwards; the
+//! lock is held only while a block is read (`pread`), filters are checked
+//! on the CRC-checked record head and only returned entries are decoded.
 //!
 //! # Limits
 //!
@@ -82,6 +84,7 @@ use serde::{Deserialize, Serialize};
 
 pub use record::{decode, encode, Decoded, Entry, RecordError, MAX_BODY, MAX_DATA_PAIRS};
 
+use record::{peek, Head};
 use segment::{parse_seg_name, scan, seg_name, ScanEnd, Seg};
 
 use crate::sync::lock;
@@ -163,15 +166,26 @@ impl Default for Query {
 impl Query {
     /// Whether `e` passes the filters.
     pub fn matches(&self, e: &Entry) -> bool {
+        self.matches_head(&Head {
+            id: e.id,
+            time_us: e.time_us,
+            severity: e.severity,
+            source: &e.source,
+            message_id: &e.message_id,
+            len: 0,
+        })
+    }
+
+    fn matches_head(&self, e: &Head<'_>) -> bool {
         self.since_us.is_none_or(|s| e.time_us >= s)
             && self.until_us.is_none_or(|u| e.time_us <= u)
             && self.max_level.is_none_or(|m| e.severity <= m)
-            && self.source.as_ref().is_none_or(|s| e.source == *s)
+            && self.source.as_ref().is_none_or(|s| e.source == s)
             && self.message_id.as_ref().is_none_or(|m| {
                 if m.ends_with('.') {
                     e.message_id.starts_with(m.as_str())
                 } else {
-                    e.message_id == *m
+                    e.message_id == m
                 }
             })
     }
@@ -395,6 +409,20 @@ impl Inner {
         sync_dir(dir)?;
         self.segs.push(Seg::new(path, first));
         Ok(())
+    }
+}
+
+/// The (offset, id, passes `q`) of the records of a block whose id
+/// `keep`s, in order; a record that does not decode ends the block.
+fn heads(bytes: &[u8], q: &Query, keep: impl Fn(u64) -> bool, out: &mut Vec<(usize, u64, bool)>) {
+    out.clear();
+    let mut at = 0;
+    while at < bytes.len() {
+        let Ok(h) = peek(&bytes[at..]) else { break };
+        if keep(h.id) {
+            out.push((at, h.id, q.matches_head(&h)));
+        }
+        at += h.len;
     }
 }
 
@@ -702,110 +730,91 @@ impl LogStore {
     }
 
     /// One page of at most `count` (cut to `MAX_PAGE`) entries.
+    ///
+    /// The lock is held only to read one block (≤ 64 records) at a time:
+    /// checking filters and decoding run without it, so a long filtered
+    /// scan does not hold appends up. The page shows the entries up to the
+    /// `stats` read at its start; a segment rotated out meanwhile is skipped.
     pub fn page(&self, cursor: u64, count: u32, q: &Query) -> Result<Page, StoreError> {
-        let mut g = lock(&self.inner);
-        let r = Self::page_locked(&mut g, &self.limits, cursor, count, q);
-        g.close_readers();
+        let r = self.page_unlocked(cursor, count, q);
+        lock(&self.inner).close_readers();
         r
     }
 
-    fn page_locked(
-        g: &mut Inner,
-        limits: &Limits,
-        cursor: u64,
-        count: u32,
-        q: &Query,
-    ) -> Result<Page, StoreError> {
-        let stats = g.stats(limits);
+    fn page_unlocked(&self, cursor: u64, count: u32, q: &Query) -> Result<Page, StoreError> {
+        let newer = q.direction == Direction::Newer;
+        // Where the next block is: (first id of its segment, block).
+        let (stats, mut pos) = {
+            let g = lock(&self.inner);
+            let stats = g.stats(&self.limits);
+            let pos = if newer {
+                let start = cursor.max(stats.first_id);
+                let s = g.segs.partition_point(|x| x.last_id < start);
+                g.segs.get(s).map(|x| (x.first_id, x.block_of(start)))
+            } else {
+                let start = cursor.min(stats.last_id);
+                let s = g.segs.partition_point(|x| x.first_id <= start);
+                s.checked_sub(1)
+                    .and_then(|k| g.segs.get(k))
+                    .map(|x| (x.first_id, x.block_of(start)))
+            };
+            (stats, pos)
+        };
         let count = count.min(MAX_PAGE) as usize;
         let mut entries = Vec::new();
         let mut scanned = 0u32;
-        let mut dropped = false;
-        let mut next: u64;
         let mut end = true;
-        // Decoded entries of the current block, next one last.
-        let mut buf: Vec<Entry> = Vec::new();
-        match q.direction {
-            Direction::Newer => {
-                let start = if cursor < stats.first_id {
-                    dropped = cursor != 0;
-                    stats.first_id
-                } else {
-                    cursor
-                };
-                next = start;
-                let mut s = g.segs.partition_point(|x| x.last_id < start);
-                let mut b = g.segs.get(s).map_or(0, |x| x.block_of(start));
-                loop {
-                    let Some(e) = buf.pop() else {
-                        let Some(seg) = g.segs.get_mut(s) else { break };
-                        seg.read_block(b, &mut buf)?;
-                        b += 1;
-                        if b >= seg.blocks() {
-                            s += 1;
-                            b = 0;
-                        }
-                        buf.retain(|e| e.id >= start);
-                        buf.reverse();
-                        continue;
-                    };
-                    if entries.len() >= count || scanned >= MAX_SCAN {
-                        end = false;
-                        break;
-                    }
-                    scanned += 1;
-                    next = e.id.saturating_add(1);
-                    if q.matches(&e) {
-                        entries.push(e);
-                    }
+        let (start, dropped) = if newer {
+            if cursor < stats.first_id {
+                (stats.first_id, cursor != 0)
+            } else {
+                (cursor, false)
+            }
+        } else {
+            (
+                cursor.min(stats.last_id),
+                cursor < stats.first_id && stats.count > 0 && cursor != 0,
+            )
+        };
+        let (lo, hi) = if newer {
+            (start, stats.last_id)
+        } else {
+            (0, start)
+        };
+        let mut next = start;
+        // The current block: its bytes and, next one last, (offset, id,
+        // passes the filters) of the records still to examine. Only the
+        // entries that pass are decoded.
+        let mut bytes: Vec<u8> = Vec::new();
+        let mut recs: Vec<(usize, u64, bool)> = Vec::new();
+        loop {
+            let Some((off, id, pass)) = recs.pop() else {
+                let Some(at) = pos else { break };
+                bytes = self.load_block(at, newer, &mut pos)?;
+                heads(&bytes, q, |id| (lo..=hi).contains(&id), &mut recs);
+                if newer {
+                    recs.reverse();
+                }
+                continue;
+            };
+            if entries.len() >= count || scanned >= MAX_SCAN {
+                end = false;
+                break;
+            }
+            scanned += 1;
+            next = if newer {
+                id.saturating_add(1)
+            } else {
+                id.saturating_sub(1)
+            };
+            if pass {
+                if let Ok(d) = decode(&bytes[off..]) {
+                    entries.push(d.entry);
                 }
             }
-            Direction::Older => {
-                let start = cursor.min(stats.last_id);
-                if cursor < stats.first_id && stats.count > 0 && cursor != 0 {
-                    dropped = true;
-                }
-                next = start;
-                let mut s = g.segs.partition_point(|x| x.first_id <= start);
-                let mut b = match s.checked_sub(1).and_then(|k| g.segs.get(k)) {
-                    Some(x) => x.block_of(start),
-                    None => 0,
-                };
-                loop {
-                    let Some(e) = buf.pop() else {
-                        if s == 0 {
-                            break;
-                        }
-                        let Some(seg) = g.segs.get_mut(s - 1) else {
-                            break;
-                        };
-                        seg.read_block(b, &mut buf)?;
-                        buf.retain(|e| e.id <= start);
-                        if b == 0 {
-                            s -= 1;
-                            b = s
-                                .checked_sub(1)
-                                .and_then(|k| g.segs.get(k))
-                                .map_or(0, |x| x.blocks().saturating_sub(1));
-                        } else {
-                            b -= 1;
-                        }
-                        continue;
-                    };
-                    if entries.len() >= count || scanned >= MAX_SCAN {
-                        end = false;
-                        break;
-                    }
-                    scanned += 1;
-                    next = e.id.saturating_sub(1);
-                    if q.matches(&e) {
-                        entries.push(e);
-                    }
-                }
-                if end {
-                    next = 0;
-                }
-            }
+        }
+        if end && !newer {
+            next = 0;
         }
         Ok(Page {
             entries,
@@ -815,6 +824,51 @@ impl LogStore {
             scanned,
             stats,
         })
+    }
+
+    /// Under the lock: the bytes of block `at` and, in `pos`, the block
+    /// after it in the direction (`None`: none now). A segment that is
+    /// gone (rotated out or cleared) is skipped: newer goes on with the
+    /// next one, older ends (everything before it is gone too).
+    fn load_block(
+        &self,
+        (first, b): (u64, usize),
+        newer: bool,
+        pos: &mut Option<(u64, usize)>,
+    ) -> Result<Vec<u8>, StoreError> {
+        let mut g = lock(&self.inner);
+        *pos = None;
+        if newer {
+            let k = g.segs.partition_point(|x| x.first_id < first);
+            let Some(seg) = g.segs.get_mut(k) else {
+                return Ok(Vec::new());
+            };
+            let b = if seg.first_id == first { b } else { 0 };
+            let bytes = seg.block_bytes(b)?;
+            *pos = if b + 1 < seg.blocks() {
+                Some((seg.first_id, b + 1))
+            } else {
+                g.segs.get(k + 1).map(|x| (x.first_id, 0))
+            };
+            Ok(bytes)
+        } else {
+            let k = g.segs.partition_point(|x| x.first_id <= first);
+            let Some(k) = k.checked_sub(1) else {
+                return Ok(Vec::new());
+            };
+            let Some(seg) = g.segs.get_mut(k).filter(|x| x.first_id == first) else {
+                return Ok(Vec::new());
+            };
+            let bytes = seg.block_bytes(b)?;
+            *pos = if b > 0 {
+                Some((first, b - 1))
+            } else {
+                k.checked_sub(1)
+                    .and_then(|j| g.segs.get(j))
+                    .map(|x| (x.first_id, x.blocks().saturating_sub(1)))
+            };
+            Ok(bytes)
+        }
     }
 
     /// The entry with `id`, if kept.

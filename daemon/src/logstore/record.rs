@@ -106,6 +106,54 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The fields a filter looks at, borrowed from a record whose length and
+/// CRC were checked (the rest of the body is not parsed).
+#[derive(Debug)]
+pub struct Head<'a> {
+    pub id: u64,
+    pub time_us: u64,
+    pub severity: u8,
+    pub source: &'a str,
+    pub message_id: &'a str,
+    /// Bytes the whole record takes.
+    pub len: usize,
+}
+
+fn str_of<'a>(r: &mut Reader<'a>) -> Result<&'a str, RecordError> {
+    let n = r.u16()?;
+    std::str::from_utf8(r.take(n)?).map_err(|_| RecordError::BadBody)
+}
+
+/// The head of the record at the start of `buf`, without allocating.
+pub fn peek(buf: &[u8]) -> Result<Head<'_>, RecordError> {
+    if buf.len() < HEADER {
+        return Err(RecordError::Truncated);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    if !(17..=MAX_BODY).contains(&len) {
+        return Err(RecordError::BadLength);
+    }
+    let body = buf
+        .get(HEADER..HEADER + len)
+        .ok_or(RecordError::Truncated)?;
+    if CRC32C.checksum(body) != crc {
+        return Err(RecordError::BadCrc);
+    }
+    let mut r = Reader(body);
+    let id = r.u64()?;
+    let time_us = r.u64()?;
+    let severity = r.take(1)?[0];
+    Ok(Head {
+        id,
+        time_us,
+        severity,
+        source: str_of(&mut r)?,
+        message_id: str_of(&mut r)?,
+        len: HEADER + len,
+    })
+}
+
 /// Decode the record at the start of `buf`.
 pub fn decode(buf: &[u8]) -> Result<Decoded, RecordError> {
     if buf.len() < HEADER {
