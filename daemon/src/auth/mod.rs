@@ -249,7 +249,7 @@ impl Auth {
                     e.name().to_string()
                 }
             };
-            let (uid, conn) = (caller.uid, caller.conn.clone());
+            let uid = caller.uid;
             crate::bus::audit::append_sync(log.clone(), move || {
                 let user = crate::bus::audit::user_of(Some(uid));
                 let severity = if result_word == "ok" {
@@ -257,22 +257,22 @@ impl Auth {
                 } else {
                     bmcd_api::LogSeverity::Warning
                 };
-                let mut data = vec![
-                    ("uid".to_owned(), uid.to_string()),
-                    ("user".to_owned(), user.clone()),
-                    ("result".to_owned(), result_word.to_owned()),
-                    ("sender".to_owned(), conn),
-                ];
-                if !detail.is_empty() {
-                    data.push(("error".to_owned(), detail));
-                }
+                let why = if detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({detail})")
+                };
                 crate::logstore::NewEntry {
                     time_us: crate::logs::now_us(),
                     severity: severity.level(),
                     source: "auth".into(),
                     message_id: "Audit.Authentication".into(),
-                    message: format!("authentication of {user} (uid {uid}): {result_word}"),
-                    data,
+                    message: format!("authentication of {user} (uid {uid}): {result_word}{why}"),
+                    data: vec![
+                        ("uid".to_owned(), uid.to_string()),
+                        ("user".to_owned(), user),
+                        ("result".to_owned(), result_word.to_owned()),
+                    ],
                 }
             })
             .await;
