@@ -24,8 +24,9 @@ use std::process::Command;
 
 use bmcd_tests::bmcd_api::{
     self, CoolingMode, PowerOffMode, PowerState, RestorePolicy, Transition, CHASSIS_IFACE,
-    CHASSIS_PATH, COOLING_IFACE, FANS_PATH, FIRMWARE_MANAGER_IFACE, FIRMWARE_PATH, ROOT_PATH,
-    SESSION_IFACE, SIMULATION_IFACE, SIM_PATH, TASKS_PATH, TASK_IFACE,
+    CHASSIS_PATH, COOLING_IFACE, DUMPS_PATH, DUMP_IFACE, DUMP_MANAGER_IFACE, EVENT_LOG_PATH,
+    FANS_PATH, FIRMWARE_MANAGER_IFACE, FIRMWARE_PATH, LOG_IFACE, ROOT_PATH, SESSION_IFACE,
+    SIMULATION_IFACE, SIM_PATH, TASKS_PATH, TASK_IFACE,
 };
 use bmcd_tests::security::{Pam, SecEnv, Who, ADMIN_GROUP, OPERATOR_GROUP};
 use bmcd_tests::{bmcd_bin, no_options, run, secs, workspace_root, Run};
@@ -252,6 +253,56 @@ const CASES: &[Case] = &[
         bmcctl: Err("bmcctl has no command for the simulation knobs"),
         host_on: None,
     },
+    Case {
+        iface: SIMULATION_IFACE,
+        method: "AppendEvents",
+        path: SIM_PATH,
+        busctl: &["ua{sv}", "3", "0"],
+        bmcctl: Err("bmcctl has no command for the simulation knobs"),
+        host_on: None,
+    },
+    Case {
+        iface: LOG_IFACE,
+        method: "GetEntries",
+        path: EVENT_LOG_PATH,
+        busctl: &["tua{sv}", "0", "10", "0"],
+        bmcctl: Err("tests/tests/logs.rs covers reading the logs"),
+        host_on: None,
+    },
+    Case {
+        iface: LOG_IFACE,
+        method: "Clear",
+        path: EVENT_LOG_PATH,
+        busctl: &["a{sv}", "0"],
+        bmcctl: Err("tests/tests/logs.rs covers Clear with re-authentication"),
+        host_on: None,
+    },
+    // Dumps: DumpEntry1's `path` stands for the newest dump (one is made
+    // as root first if there is none).
+    Case {
+        iface: DUMP_MANAGER_IFACE,
+        method: "Create",
+        path: DUMPS_PATH,
+        busctl: &["a{sv}", "0"],
+        bmcctl: Err("tests/tests/dump.rs covers dumps"),
+        host_on: None,
+    },
+    Case {
+        iface: DUMP_IFACE,
+        method: "Open",
+        path: DUMPS_PATH,
+        busctl: &["a{sv}", "0"],
+        bmcctl: Err("tests/tests/dump.rs covers dumps"),
+        host_on: None,
+    },
+    Case {
+        iface: DUMP_IFACE,
+        method: "Delete",
+        path: DUMPS_PATH,
+        busctl: &["a{sv}", "0"],
+        bmcctl: Err("tests/tests/dump.rs covers dumps"),
+        host_on: None,
+    },
     // Firmware: busctl cannot pass a descriptor, so the `h` methods go
     // through gdbus, which passes its own stdin (an empty file here) for
     // `@h 0` (see busctl_call below). The sensitive ones stop at the
@@ -430,6 +481,9 @@ fn check_effect(env: &SecEnv, method: &str, before: &Snapshot, sensitive_done: b
             s.set_sensor_fault("inlet", false, Default::default())
                 .unwrap();
         }
+        "Create" => {
+            bmcd_tests::wait_until("the dump object", secs(60.0), || newest_dump(env).is_some());
+        }
         "Cancel" => {
             let task = bmcd_api::TaskProxyBlocking::builder(env.conn())
                 .path(newest_task(env))
@@ -454,9 +508,12 @@ fn expected_denial(case: &Case, row: &Row, system_like: bool, who_role: Role) ->
         SIMULATION_IFACE,
         TASK_IFACE,
         FIRMWARE_MANAGER_IFACE,
+        LOG_IFACE,
     ]
     .contains(&case.iface);
-    if system_like && mutating && who_role == Role::ReadOnly {
+    // The dumps: only root and the admin group get through the bus.
+    let admin_only = [DUMP_MANAGER_IFACE, DUMP_IFACE].contains(&case.iface);
+    if system_like && ((mutating && who_role == Role::ReadOnly) || admin_only) {
         "bus".into()
     } else {
         format!("needs the {} role", row.role.name())
@@ -508,9 +565,51 @@ fn prepare(env: &SecEnv, who: &Who, case: &Case) {
     });
 }
 
+/// The newest dump's object path, if there is a dump.
+fn newest_dump(env: &SecEnv) -> Option<String> {
+    let om = bmcd_tests::zbus::blocking::fdo::ObjectManagerProxy::builder(env.conn())
+        .destination(bmcd_api::BUS_NAME)
+        .unwrap()
+        .path(ROOT_PATH)
+        .unwrap()
+        .build()
+        .unwrap();
+    om.get_managed_objects()
+        .unwrap()
+        .keys()
+        .filter_map(|p| {
+            p.as_str()
+                .strip_prefix(DUMPS_PATH)?
+                .strip_prefix('/')?
+                .parse::<u64>()
+                .ok()
+        })
+        .max()
+        .map(bmcd_api::dump_path)
+}
+
+/// The newest dump, made as root (and waited for) if there is none.
+fn a_dump(env: &SecEnv) -> String {
+    if let Some(p) = newest_dump(env) {
+        return p;
+    }
+    bmcd_api::DumpManagerProxyBlocking::new(env.conn())
+        .unwrap()
+        .create(no_options())
+        .unwrap();
+    let mut found = None;
+    bmcd_tests::wait_until("a dump object", secs(60.0), || {
+        found = newest_dump(env);
+        found.is_some()
+    });
+    found.unwrap_or_default()
+}
+
 fn busctl_call(env: &SecEnv, who: &Who, case: &Case) -> Run {
     let path = if case.iface == TASK_IFACE {
         newest_task(env)
+    } else if case.iface == DUMP_IFACE {
+        a_dump(env)
     } else {
         case.path.to_owned()
     };

@@ -23,6 +23,7 @@ pub mod cooling;
 pub mod dump;
 pub mod fan;
 pub mod firmware;
+pub mod log;
 pub mod method;
 pub mod registry;
 pub mod session;
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use zbus::Connection;
 
-pub use audit::{Audit, LogAudit};
+pub use audit::{Audit, LogAudit, StoreAudit};
 pub use method::Methods;
 pub use registry::Registry;
 pub use standard::Std;
@@ -117,6 +118,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
                 m: m.clone(),
                 sim,
                 changed,
+                logs: p.logs.clone(),
             },
             rx,
         )
@@ -127,7 +129,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         // them.
         for (index, slot) in fw.snapshot().slots.iter().enumerate() {
             let Some(path) = bmcd_api::firmware_path(&slot.name) else {
-                log::error!("firmware slot {:?}: not a valid slot name", slot.name);
+                ::log::error!("firmware slot {:?}: not a valid slot name", slot.name);
                 continue;
             };
             reg.add(
@@ -152,6 +154,24 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         )
         .await?;
     }
+    for (path, l) in [
+        (bmcd_api::EVENT_LOG_PATH, &p.logs.event),
+        (bmcd_api::AUDIT_LOG_PATH, &p.logs.audit),
+    ] {
+        let appended = l.subscribe();
+        reg.add(
+            path,
+            log::LogIface {
+                m: m.clone(),
+                log: l.clone(),
+                logs: p.logs.clone(),
+                stats: l.subscribe(),
+            },
+            l.subscribe(),
+        )
+        .await?;
+        tokio::spawn(log::publish_appended(conn.clone(), path, appended));
+    }
     if let Some(d) = p.dumps {
         dump::serve(&reg, &m, &tasks, d).await?;
     }
@@ -163,7 +183,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
     while let Ok(ev) = events.try_recv() {
         if let TaskEvent::Added(id, _) = ev {
             if let Err(e) = tasks.expose(id).await {
-                log::error!("task {id}: {e}");
+                ::log::error!("task {id}: {e}");
             }
         }
     }
