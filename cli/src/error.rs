@@ -101,6 +101,8 @@ pub mod names {
     pub const FILE: &str = "bmcctl.Error.File";
     /// A password refused locally (too long, not UTF-8, NUL); never sent.
     pub const PASSWORD: &str = "bmcctl.Error.Password";
+    /// The pager of `log list` failed.
+    pub const PAGER: &str = "bmcctl.Error.Pager";
     pub const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
     pub const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
 }

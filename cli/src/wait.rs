@@ -36,7 +36,7 @@ use crate::conn::{self, Client};
 use crate::error::{exit_for_name, names, CliError, Exit};
 use crate::output::Progress;
 
-const DBUS_NAME: &str = "org.freedesktop.DBus";
+pub const DBUS_NAME: &str = "org.freedesktop.DBus";
 const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 const OBJECT_MANAGER_IFACE: &str = "org.freedesktop.DBus.ObjectManager";
 
@@ -86,7 +86,10 @@ enum Event {
 pub fn wait(client: &Client, path: &str, style: Style) -> Result<TaskInfo, CliError> {
     let id = bmcd_api::task_id(path).unwrap_or(0);
     let (tx, rx) = mpsc::channel();
-    let _sigint = Sigint::install(tx.clone());
+    let on_int = tx.clone();
+    let _sigint = Sigint::install(move || {
+        let _ = on_int.send(Event::Interrupt);
+    });
     spawn_reader(client, path, tx)?;
 
     add_match(
@@ -240,7 +243,7 @@ fn or_dash(s: &str) -> &str {
 }
 
 /// `AddMatch` with `rule` (a match rule string).
-fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
+pub fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
     client.call(|c| {
         conn::call_str(
             c,
@@ -394,18 +397,19 @@ fn stderr_columns() -> Option<u16> {
 /// Write end of the socket pair the SIGINT handler writes to; -1 when none.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// While waiting, SIGINT (Ctrl-C) becomes an [`Event::Interrupt`]: the
-/// handler writes one byte to a socket pair (async-signal-safe), a thread
-/// reads it and sends the event. A SIGINT ignored at start stays ignored.
+/// While waiting, SIGINT (Ctrl-C) calls `on_interrupt` (which sends an
+/// [`Event::Interrupt`], or `log follow`'s own event): the handler writes
+/// one byte to a socket pair (async-signal-safe), a thread reads it and
+/// calls it. A SIGINT ignored at start stays ignored.
 /// Dropping the guard puts the previous action back and closes the pair
 /// (the thread then reads EOF and ends).
-struct Sigint {
+pub struct Sigint {
     previous: Option<libc::sigaction>,
     wake: Option<UnixStream>,
 }
 
 impl Sigint {
-    fn install(tx: Sender<Event>) -> Sigint {
+    pub fn install(on_interrupt: impl FnOnce() + Send + 'static) -> Sigint {
         let mut guard = Sigint {
             previous: None,
             wake: None,
@@ -423,7 +427,7 @@ impl Sigint {
                 loop {
                     match woken.read(&mut b) {
                         Ok(1) => {
-                            let _ = tx.send(Event::Interrupt);
+                            on_interrupt();
                             break;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
