@@ -601,7 +601,7 @@ pub struct LogFilters {
 pub enum LogCmd {
     /// List entries, newest first (through the pager on a terminal)
     #[command(after_help = "\
-One line per entry: local time, severity, source, MessageId, message and its
+One line per entry: Id, local time, severity, source, MessageId, message and its
 data (key=value). On a terminal the list goes through the pager ($BMCCTL_PAGER,
 $PAGER, else less -FRX) and bmcd is asked for one screenful at a time, only
 when the pager needs more; quitting the pager stops the listing. Without a

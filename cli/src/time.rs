@@ -61,6 +61,8 @@ pub fn iso8601_with_remaining(ms: u64, now_ms: u64) -> String {
 /// `2026-12-03 14:05:09` in the local time zone (libc's `localtime_r`,
 /// `$TZ` or /etc/localtime) for microseconds since the Unix epoch; UTC
 /// with a `Z` if the conversion fails.
+// libc's `time_t` alias is deprecated on musl (it will become 64-bit).
+#[allow(deprecated)]
 pub fn local_compact(us: u64) -> String {
     let secs = us / 1_000_000;
     let t = libc::time_t::try_from(secs).unwrap_or(libc::time_t::MAX);
@@ -182,6 +184,7 @@ pub fn parse_time(s: &str, now_us: u64) -> Option<u64> {
 }
 
 /// libc's `mktime` for a local date and time (the zone's DST rules apply).
+#[allow(deprecated)]
 fn local_to_epoch(y: i64, mo: i64, d: i64, h: i64, mi: i64, sec: i64) -> Option<i64> {
     let c = |v: i64| libc::c_int::try_from(v).ok();
     // SAFETY: mktime reads and normalizes a `tm` we own.

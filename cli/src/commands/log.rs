@@ -194,10 +194,15 @@ fn short_severity(s: &str) -> &str {
     }
 }
 
-/// One console line: `2026-12-03 14:05:09 notice  daemon  Daemon.Started
-/// bmcd started version=1.0 platform=sim`.
+/// One console line: `    17 2026-12-03 14:05:09 notice  daemon
+/// Daemon.Started bmcd started platform=sim version=1.0` (the Id first, for
+/// `log show` and `--cursor`).
 fn line(e: &LogEntry) -> String {
-    let mut s = time::local_compact(num(e, k::TIME));
+    let id = num(e, k::ID).to_string();
+    let mut s = " ".repeat(6usize.saturating_sub(id.len()));
+    s.push_str(&id);
+    s.push(' ');
+    s.push_str(&time::local_compact(num(e, k::TIME)));
     s.push(' ');
     push_padded(&mut s, short_severity(text(e, k::SEVERITY)), 7);
     push_padded(&mut s, text(e, k::SOURCE), 8);
@@ -588,6 +593,7 @@ mod tests {
             "{l}"
         );
         assert_eq!(l.lines().count(), 1);
+        assert!(l.starts_with("     7 2024-05-0"), "{l}");
         let j = entry_json(&entry());
         assert_eq!(j["Id"], 7);
         assert_eq!(j["Data"]["platform"], "sim");
