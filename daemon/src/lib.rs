@@ -225,6 +225,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     let firmware = open_firmware(&cfg, tasks.clone()).await;
 
     let auth = auth::Auth::new(cfg.auth.clone());
+    auth.set_audit_log(logs.audit.clone());
 
     let conn = connect(&args.bus)
         .await
@@ -244,7 +245,9 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
                 .map(|s| s as Arc<dyn hw::control::SimControl>),
             firmware,
             auth,
-            audit: Arc::new(bus::LogAudit),
+            audit: Arc::new(bus::StoreAudit {
+                log: logs.audit.clone(),
+            }),
             tasks: tasks.clone(),
             task_events,
             logs: logs.clone(),

@@ -14,6 +14,7 @@ mod daemon;
 mod env;
 pub mod fake_hwmon;
 pub mod firmware;
+pub mod logs;
 mod monitor;
 mod process;
 pub mod security;

@@ -271,6 +271,9 @@ fn object_manager_lists_every_object() {
             one(bmcd_api::FIRMWARE_IFACE),
         );
     }
+    for p in [bmcd_api::EVENT_LOG_PATH, bmcd_api::AUDIT_LOG_PATH] {
+        want.insert(p.into(), one(bmcd_api::LOG_IFACE));
+    }
     assert_eq!(seen, want);
 
     // The properties come along and are the real values.

@@ -71,6 +71,8 @@ enum Action {
     /// written slowly enough that `UpdateTask` is seen set, until its task
     /// has completed.
     FirmwareUpdate,
+    /// `Log1.Clear` of the event log (root, re-authentication off).
+    ClearEventLog,
 }
 use Action::*;
 
@@ -115,6 +117,10 @@ const TABLE: &[(&str, &str, Action)] = &[
     ("org.bmcd.Firmware1", "Size", FirmwareUpdate),
     ("org.bmcd.Firmware1", "InstallTime", FirmwareUpdate),
     ("org.bmcd.Firmware1", "State", FirmwareUpdate),
+    ("org.bmcd.Log1", "FirstId", ClearEventLog),
+    ("org.bmcd.Log1", "LastId", ClearEventLog),
+    ("org.bmcd.Log1", "Count", ClearEventLog),
+    ("org.bmcd.Log1", "Generation", ClearEventLog),
 ];
 
 /// The order the sim test runs the actions in: each leaves the daemon in
@@ -135,6 +141,7 @@ const SIM_SEQUENCE: &[Action] = &[
     SetSensorFault,
     ThermalGuard,
     FirmwareUpdate,
+    ClearEventLog,
 ];
 
 // ---------------------------------------------------------------------------
@@ -587,6 +594,17 @@ fn run(env: &Env, changes: &mut Changes, action: Action, image: &Path) -> Option
             wait_task(env, &t, "Completed");
             return Some(t);
         }
+        ClearEventLog => {
+            let log = api::LogProxyBlocking::builder(env.conn())
+                .path(api::EVENT_LOG_PATH)
+                .unwrap()
+                .build()
+                .unwrap();
+            // More than the one entry a clear leaves, so Count changes.
+            sim.append_events(5, no_options()).unwrap();
+            assert!(log.count().unwrap() > 1);
+            log.clear(no_options()).unwrap();
+        }
     }
     None
 }
@@ -601,6 +619,7 @@ fn target(iface: &str, task: Option<&str>) -> String {
         api::FIRMWARE_MANAGER_IFACE => api::FIRMWARE_PATH.to_owned(),
         // The slot an update writes (bmc_a runs).
         api::FIRMWARE_IFACE => api::firmware_path("bmc_b").unwrap(),
+        api::LOG_IFACE => api::EVENT_LOG_PATH.to_owned(),
         api::TASK_IFACE => task
             .unwrap_or_else(|| panic!("the action of a Task1 property must start a task"))
             .to_owned(),

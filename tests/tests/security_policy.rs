@@ -24,8 +24,8 @@ use std::process::Command;
 
 use bmcd_tests::bmcd_api::{
     self, CoolingMode, PowerOffMode, PowerState, RestorePolicy, Transition, CHASSIS_IFACE,
-    CHASSIS_PATH, COOLING_IFACE, FANS_PATH, FIRMWARE_MANAGER_IFACE, FIRMWARE_PATH, ROOT_PATH,
-    SESSION_IFACE, SIMULATION_IFACE, SIM_PATH, TASKS_PATH, TASK_IFACE,
+    CHASSIS_PATH, COOLING_IFACE, EVENT_LOG_PATH, FANS_PATH, FIRMWARE_MANAGER_IFACE, FIRMWARE_PATH,
+    LOG_IFACE, ROOT_PATH, SESSION_IFACE, SIMULATION_IFACE, SIM_PATH, TASKS_PATH, TASK_IFACE,
 };
 use bmcd_tests::security::{Pam, SecEnv, Who, ADMIN_GROUP, OPERATOR_GROUP};
 use bmcd_tests::{bmcd_bin, no_options, run, secs, workspace_root, Run};
@@ -252,6 +252,30 @@ const CASES: &[Case] = &[
         bmcctl: Err("bmcctl has no command for the simulation knobs"),
         host_on: None,
     },
+    Case {
+        iface: SIMULATION_IFACE,
+        method: "AppendEvents",
+        path: SIM_PATH,
+        busctl: &["ua{sv}", "3", "0"],
+        bmcctl: Err("bmcctl has no command for the simulation knobs"),
+        host_on: None,
+    },
+    Case {
+        iface: LOG_IFACE,
+        method: "GetEntries",
+        path: EVENT_LOG_PATH,
+        busctl: &["tua{sv}", "0", "10", "0"],
+        bmcctl: Err("tests/tests/logs.rs covers reading the logs"),
+        host_on: None,
+    },
+    Case {
+        iface: LOG_IFACE,
+        method: "Clear",
+        path: EVENT_LOG_PATH,
+        busctl: &["a{sv}", "0"],
+        bmcctl: Err("tests/tests/logs.rs covers Clear with re-authentication"),
+        host_on: None,
+    },
     // Firmware: busctl cannot pass a descriptor, so the `h` methods go
     // through gdbus, which passes its own stdin (an empty file here) for
     // `@h 0` (see busctl_call below). The sensitive ones stop at the
@@ -454,6 +478,7 @@ fn expected_denial(case: &Case, row: &Row, system_like: bool, who_role: Role) ->
         SIMULATION_IFACE,
         TASK_IFACE,
         FIRMWARE_MANAGER_IFACE,
+        LOG_IFACE,
     ]
     .contains(&case.iface);
     if system_like && mutating && who_role == Role::ReadOnly {

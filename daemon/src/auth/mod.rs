@@ -68,6 +68,8 @@ pub struct Auth {
     pam: tokio::sync::Mutex<()>,
     /// The bus driver, once attached to a connection.
     bus: OnceLock<DBusProxy<'static>>,
+    /// Where `Audit.Authentication` records go (Sync), once set.
+    audit_log: OnceLock<Arc<crate::logs::Log>>,
 }
 
 fn seconds(d: Duration) -> u64 {
@@ -103,6 +105,7 @@ impl Auth {
             lockout: Mutex::new(Lockout::new(limits)),
             pam: tokio::sync::Mutex::new(()),
             bus: OnceLock::new(),
+            audit_log: OnceLock::new(),
             cfg,
         })
     }
@@ -217,12 +220,67 @@ impl Auth {
         Ok(value)
     }
 
-    /// `Session1.Authenticate` for `caller` (already authorized).
+    /// Write every authentication attempt to `log` (the audit log) as an
+    /// `Audit.Authentication` record. Call once, before serving.
+    pub fn set_audit_log(&self, log: Arc<crate::logs::Log>) {
+        let _ = self.audit_log.set(log);
+    }
+
+    /// `Session1.Authenticate` for `caller` (already authorized). Every
+    /// attempt leaves an `Audit.Authentication` record (result `ok`,
+    /// `failed` or `locked-out`; never the password), fsynced before this
+    /// returns.
     pub async fn authenticate(
         &self,
         caller: &Caller,
         password: Zeroizing<String>,
     ) -> Result<(), Error> {
+        let result = self.attempt(caller, password).await;
+        if let Some(log) = self.audit_log.get() {
+            let result_word = match &result {
+                Ok(()) => "ok",
+                Err(Error::LockedOut(_)) => "locked-out",
+                Err(_) => "failed",
+            };
+            let detail = match &result {
+                Ok(()) => String::new(),
+                Err(e) => {
+                    use zbus::DBusError;
+                    e.name().to_string()
+                }
+            };
+            let (uid, conn) = (caller.uid, caller.conn.clone());
+            crate::bus::audit::append_sync(log.clone(), move || {
+                let user = crate::bus::audit::user_of(Some(uid));
+                let severity = if result_word == "ok" {
+                    bmcd_api::LogSeverity::Notice
+                } else {
+                    bmcd_api::LogSeverity::Warning
+                };
+                let mut data = vec![
+                    ("uid".to_owned(), uid.to_string()),
+                    ("user".to_owned(), user.clone()),
+                    ("result".to_owned(), result_word.to_owned()),
+                    ("sender".to_owned(), conn),
+                ];
+                if !detail.is_empty() {
+                    data.push(("error".to_owned(), detail));
+                }
+                crate::logstore::NewEntry {
+                    time_us: crate::logs::now_us(),
+                    severity: severity.level(),
+                    source: "auth".into(),
+                    message_id: "Audit.Authentication".into(),
+                    message: format!("authentication of {user} (uid {uid}): {result_word}"),
+                    data,
+                }
+            })
+            .await;
+        }
+        result
+    }
+
+    async fn attempt(&self, caller: &Caller, password: Zeroizing<String>) -> Result<(), Error> {
         if password.len() > self.cfg.max_password_bytes {
             return Err(Error::InvalidArgument(format!(
                 "the password is longer than {} bytes",

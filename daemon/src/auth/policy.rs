@@ -15,8 +15,8 @@
 use std::fmt;
 
 use bmcd_api::{
-    CHASSIS_IFACE, COOLING_IFACE, FIRMWARE_MANAGER_IFACE, SESSION_IFACE, SIMULATION_IFACE,
-    TASK_IFACE,
+    CHASSIS_IFACE, COOLING_IFACE, DUMP_IFACE, DUMP_MANAGER_IFACE, FIRMWARE_MANAGER_IFACE,
+    LOG_IFACE, SESSION_IFACE, SIMULATION_IFACE, TASK_IFACE,
 };
 
 /// What a caller may do, from least to most. `Ord` follows that order.
@@ -158,6 +158,13 @@ pub const POLICY: &[Rule] = &[
         "simulated platform only",
     ),
     rule(
+        SIMULATION_IFACE,
+        "AppendEvents",
+        Administrator,
+        false,
+        "simulated platform only",
+    ),
+    rule(
         SESSION_IFACE,
         "Authenticate",
         ReadOnly,
@@ -202,6 +209,33 @@ pub const POLICY: &[Rule] = &[
         "Inspect",
         "reads only the image the caller itself opened; writes nothing",
     ),
+    query(
+        LOG_IFACE,
+        "GetEntries",
+        "reads the log; the audit log only for Administrators (checked per log)",
+    ),
+    rule(
+        LOG_IFACE,
+        "Clear",
+        Administrator,
+        true,
+        "destroys the event log's history (the audit log only rotates: NotAllowed)",
+    ),
+    rule(
+        DUMP_MANAGER_IFACE,
+        "Create",
+        Administrator,
+        false,
+        "collects both logs, the daemon state and the configuration",
+    ),
+    rule(
+        DUMP_IFACE,
+        "Open",
+        Administrator,
+        false,
+        "hands out a dump, which holds the audit log",
+    ),
+    rule(DUMP_IFACE, "Delete", Administrator, false, "removes a dump"),
 ];
 
 /// The row of `interface.method`, if there is one.
@@ -272,6 +306,7 @@ mod tests {
             "SetFanFault",
             "SetSensorFault",
             "SetHostResponsive",
+            "AppendEvents",
         ] {
             assert_eq!(
                 role(SIMULATION_IFACE, m),
@@ -299,6 +334,18 @@ mod tests {
             Some((ReadOnly, false))
         );
         assert_eq!(audited(FIRMWARE_MANAGER_IFACE, "Inspect"), Some(false));
+        assert_eq!(role(LOG_IFACE, "GetEntries"), Some((ReadOnly, false)));
+        assert_eq!(audited(LOG_IFACE, "GetEntries"), Some(false));
+        assert_eq!(role(LOG_IFACE, "Clear"), Some((Administrator, true)));
+        assert_eq!(audited(LOG_IFACE, "Clear"), Some(true));
+        assert_eq!(
+            role(DUMP_MANAGER_IFACE, "Create"),
+            Some((Administrator, false))
+        );
+        for m in ["Open", "Delete"] {
+            assert_eq!(role(DUMP_IFACE, m), Some((Administrator, false)), "{m}");
+            assert_eq!(audited(DUMP_IFACE, m), Some(true), "{m}");
+        }
         assert_eq!(role(CHASSIS_IFACE, "Bogus"), None);
         assert_eq!(role("org.bmcd.Fan1", "PowerOn"), None);
     }

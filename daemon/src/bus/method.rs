@@ -37,6 +37,11 @@ pub struct Methods {
     audit: Arc<dyn Audit>,
 }
 
+/// A controller or store error, as the `Internal` D-Bus error.
+pub fn internal(e: impl std::fmt::Display) -> Error {
+    Error::Internal(e.to_string())
+}
+
 /// Refuse every key of `options` that is not in `known`, so that a client
 /// relying on an option learns it is not supported instead of being
 /// silently ignored.
@@ -94,7 +99,8 @@ impl Methods {
         let input = match checked {
             Ok(v) => v,
             Err(e) => {
-                self.record(&call, Some(&caller), rule.mutating, Err(&e));
+                self.record(&call, Some(&caller), rule.mutating, Err(&e))
+                    .await;
                 return Err(e);
             }
         };
@@ -104,7 +110,8 @@ impl Methods {
             Some(&caller),
             rule.mutating,
             result.as_ref().map(|_| ()),
-        );
+        )
+        .await;
         result
     }
 
@@ -120,20 +127,21 @@ impl Methods {
                 "{}.{} has no policy: refused",
                 call.interface, call.method
             ));
-            self.record(call, None, true, Err(&e));
+            self.record(call, None, true, Err(&e)).await;
             return Err(e);
         };
         match self.auth.caller(hdr).await {
             Ok(c) => Ok((c, rule)),
             Err(e) => {
-                self.record(call, None, rule.mutating, Err(&e));
+                self.record(call, None, rule.mutating, Err(&e)).await;
                 Err(e)
             }
         }
     }
 
-    /// Hand a mutating call's outcome to the audit hook.
-    fn record(
+    /// Hand a mutating call's outcome to the audit hook and wait until it
+    /// is stored (before the reply is sent).
+    async fn record(
         &self,
         call: &Call<'_>,
         caller: Option<&Caller>,
@@ -141,7 +149,7 @@ impl Methods {
         outcome: Result<(), &Error>,
     ) {
         if mutating {
-            self.audit.record(&AuditRecord {
+            let pending = self.audit.record(&AuditRecord {
                 caller,
                 sender: call.sender,
                 interface: call.interface,
@@ -149,6 +157,7 @@ impl Methods {
                 args: call.args,
                 outcome,
             });
+            pending.await;
         }
     }
 }

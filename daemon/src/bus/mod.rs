@@ -22,6 +22,7 @@ pub mod chassis;
 pub mod cooling;
 pub mod fan;
 pub mod firmware;
+pub mod log;
 pub mod method;
 pub mod registry;
 pub mod session;
@@ -34,7 +35,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use zbus::Connection;
 
-pub use audit::{Audit, LogAudit};
+pub use audit::{Audit, LogAudit, StoreAudit};
 pub use method::Methods;
 pub use registry::Registry;
 pub use standard::Std;
@@ -114,6 +115,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
                 m: m.clone(),
                 sim,
                 changed,
+                logs: p.logs.clone(),
             },
             rx,
         )
@@ -124,7 +126,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         // them.
         for (index, slot) in fw.snapshot().slots.iter().enumerate() {
             let Some(path) = bmcd_api::firmware_path(&slot.name) else {
-                log::error!("firmware slot {:?}: not a valid slot name", slot.name);
+                ::log::error!("firmware slot {:?}: not a valid slot name", slot.name);
                 continue;
             };
             reg.add(
@@ -149,6 +151,23 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         )
         .await?;
     }
+    for (path, l) in [
+        (bmcd_api::EVENT_LOG_PATH, &p.logs.event),
+        (bmcd_api::AUDIT_LOG_PATH, &p.logs.audit),
+    ] {
+        reg.add(
+            path,
+            log::LogIface {
+                m: m.clone(),
+                log: l.clone(),
+                logs: p.logs.clone(),
+                stats: l.subscribe(),
+            },
+            l.subscribe(),
+        )
+        .await?;
+        tokio::spawn(log::publish_appended(conn.clone(), path, l.clone()));
+    }
     tokio::spawn(cooling::publish_events(conn.clone(), p.events));
     // Tasks loaded from disk are announced on the channel already: they
     // are on the bus before the name is requested only if this has run, so
@@ -157,7 +176,7 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
     while let Ok(ev) = events.try_recv() {
         if let TaskEvent::Added(id, _) = ev {
             if let Err(e) = tasks.expose(id).await {
-                log::error!("task {id}: {e}");
+                ::log::error!("task {id}: {e}");
             }
         }
     }

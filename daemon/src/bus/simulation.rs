@@ -22,11 +22,16 @@ impl From<SimError> for Error {
     }
 }
 
+/// The most entries one `AppendEvents` call appends.
+pub const MAX_APPEND: u32 = 100_000;
+
 pub struct SimIface {
     pub m: Arc<Methods>,
     pub sim: Arc<dyn SimControl>,
     /// Bumped after every change, so the registry publishes the properties.
     pub changed: watch::Sender<()>,
+    /// `AppendEvents` writes to the event log.
+    pub logs: Arc<crate::logs::Logs>,
 }
 
 impl SimIface {
@@ -107,6 +112,34 @@ impl SimIface {
                     self.touched();
                     Ok::<(), Error>(())
                 },
+            )
+            .await
+    }
+
+    /// Append `count` (1–100000) `Sim.Event` entries to the event log.
+    #[zbus(out_args("first", "last"))]
+    async fn append_events(
+        &self,
+        count: u32,
+        options: Options,
+        #[zbus(header)] hdr: Header<'_>,
+    ) -> Result<(u64, u64), Error> {
+        self.m
+            .call(
+                &hdr,
+                Some(&options),
+                &[],
+                format!("count={count}"),
+                || {
+                    if (1..=MAX_APPEND).contains(&count) {
+                        Ok(())
+                    } else {
+                        Err(Error::InvalidArgument(format!(
+                            "count must be 1 to {MAX_APPEND}, not {count}"
+                        )))
+                    }
+                },
+                |_, ()| super::log::append_sim_events(self.logs.event.clone(), count),
             )
             .await
     }

@@ -1,25 +1,88 @@
 //! The log store: an append-only, crash-safe log of entries with u64
 //! sequence numbers (issue 9). No zbus here: `bus/log.rs` adapts it.
 //!
-//! THE API BELOW IS THE CONTRACT the rest of the daemon is written
-//! against. The body of this file is, for now, an in-memory stand-in with
-//! the exact semantics (it keeps nothing across a restart); the segment
-//! files, sparse index, recovery and durability replace it behind the same
-//! signatures.
-//!
-//! A record on disk is `len (u32 LE, body length) ‖ CRC-32C (u32 LE) of
-//! the body ‖ body` (see `record.rs`).
-//!
 //! Every method blocks (file I/O): async callers use `sync::off_runtime`.
+//!
+//! # On-disk format
+//!
+//! One directory per log:
+//!
+//! - `seg-<first id as 20 digits>.log`: segment files, records appended
+//!   back to back. A record is `len (u32 LE, body length) ‖ CRC-32C
+//!   (u32 LE) of the body ‖ body` (see `record.rs`; the body starts with
+//!   the id and the time). Ids grow strictly within a segment and from one
+//!   segment to the next (gaps are allowed: a cleared or quarantined
+//!   range). The newest segment is the active one; a new one is started
+//!   when the next record would take the active one past `segment_bytes`
+//!   (or past `max_entries / 8` records), after the old one was fsynced
+//!   and before the directory is fsynced.
+//! - `meta.json`: `{"next_id", "generation", "cleared_below"}`, replaced
+//!   atomically (temp file, fsync, rename, directory fsync). `next_id` is
+//!   a floor for the next id; `cleared_below`: every record with a lower id
+//!   was cleared.
+//! - `seg-….log.corrupt`: quarantined segments (the newest
+//!   `MAX_QUARANTINED` are kept).
+//!
+//! Memory holds no entry: per segment, its first and last id, count,
+//! bytes, time range and a sparse index (id and offset of every 64th
+//! record). A page finds its segment and block by binary search and
+//! decodes one block (≤ 64 records) at a time, forwards or backwards.
+//!
+//! # Limits
+//!
+//! After each append, whole oldest segments are deleted while the log has
+//! more than `max_entries` entries or `max_bytes` bytes (segments and
+//! metadata), never the active segment.
+//!
+//! # Durability
+//!
+//! One `write` per batch (a batch that does not fit the active segment is
+//! split at the segment boundary). `Sync`: `fdatasync` before returning.
+//! `Deferred`: written only; `needs_flush` is true until `flush` fsyncs
+//! the active segment (without holding the lock during the fsync). A
+//! write that fails is cut back (`ftruncate`) so no partial record stays.
+//!
+//! # Recovery (open)
+//!
+//! Never fails because of file contents; only when the directory cannot
+//! be used.
+//!
+//! - Segments are scanned in id order; every record must decode and its id
+//!   must be above the previous record's (also across segments).
+//! - A bad record with no valid record after it in the LAST segment is a
+//!   torn or damaged tail: the file is cut there (`ftruncate` + `fsync`),
+//!   reported in `OpenReport::truncated_bytes`.
+//! - Damage followed by valid records, damage in any other segment, ids
+//!   that go backwards, a first id that differs from the file name, or an
+//!   unreadable file: the segment is renamed `*.corrupt` and reported in
+//!   `OpenReport::quarantined`; the other segments stay readable.
+//! - Segments whose records are all below `cleared_below` are deleted (a
+//!   clear interrupted after its meta write); empty segments are deleted.
+//! - The next id is the largest of the meta floor, `cleared_below`, and
+//!   one above every id seen with a good CRC (also in quarantined files):
+//!   an id is never given out twice.
+//! - An unreadable `meta.json` is set aside as `meta.json.corrupt`.
+//!
+//! Clear bumps the generation and writes the meta with `cleared_below =
+//! next_id` BEFORE deleting segments, so a crash in between resurrects
+//! nothing.
 
 mod record;
+mod segment;
+#[cfg(test)]
+mod tests;
 
-use std::collections::VecDeque;
 use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use serde::{Deserialize, Serialize};
+
 pub use record::{decode, encode, Decoded, Entry, RecordError, MAX_BODY, MAX_DATA_PAIRS};
+
+use segment::{parse_seg_name, scan, seg_name, ScanEnd, Seg};
 
 use crate::sync::lock;
 
@@ -180,10 +243,31 @@ impl std::error::Error for StoreError {}
 /// The most entries one `page` returns, and the most it examines.
 pub use bmcd_api::log_query::{MAX_PAGE, MAX_SCAN};
 
-struct Inner {
-    entries: VecDeque<Entry>,
+/// How many quarantined segments are kept (the newest).
+pub const MAX_QUARANTINED: usize = 4;
+
+const META: &str = "meta.json";
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Meta {
     next_id: u64,
     generation: u64,
+    cleared_below: u64,
+}
+
+struct Inner {
+    segs: Vec<Seg>,
+    next_id: u64,
+    generation: u64,
+    cleared_below: u64,
+    /// Entries in all segments.
+    count: u64,
+    /// Bytes of all segments.
+    seg_bytes: u64,
+    meta_bytes: u64,
+    /// Deferred writes done / fsynced (counters).
+    write_seq: u64,
+    synced_seq: u64,
 }
 
 /// One log (the event log or the audit log), in its own directory.
@@ -191,6 +275,127 @@ pub struct LogStore {
     dir: PathBuf,
     limits: Limits,
     inner: Mutex<Inner>,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> StoreError {
+    move |e| StoreError::Io(what, e)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("fsync {}", dir.display())))
+}
+
+fn write_meta(dir: &Path, m: &Meta) -> Result<u64, StoreError> {
+    let bytes = serde_json::to_vec(m).map_err(|e| {
+        StoreError::Io(
+            "encode meta".into(),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()),
+        )
+    })?;
+    crate::store::write_atomic(dir, META, &bytes)
+        .map_err(io(format!("write {}", dir.join(META).display())))?;
+    Ok(bytes.len() as u64)
+}
+
+/// Rename `path` to `*.corrupt` (deleting it if that fails), keep the
+/// newest `MAX_QUARANTINED`; the new path.
+fn quarantine(dir: &Path, path: &Path) -> PathBuf {
+    let mut to = PathBuf::from(format!("{}.corrupt", path.display()));
+    let mut n = 1;
+    while to.exists() && n < 100 {
+        to = PathBuf::from(format!("{}.{n}.corrupt", path.display()));
+        n += 1;
+    }
+    if let Err(e) = std::fs::rename(path, &to) {
+        log::warn!("cannot rename {}: {e}; deleting it", path.display());
+        let _ = std::fs::remove_file(path);
+        return path.to_owned();
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        let mut old: Vec<PathBuf> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("seg-") && n.ends_with(".corrupt"))
+            })
+            .collect();
+        old.sort();
+        let extra = old.len().saturating_sub(MAX_QUARANTINED);
+        for p in old.into_iter().take(extra) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    to
+}
+
+impl Inner {
+    fn stats(&self, l: &Limits) -> Stats {
+        Stats {
+            first_id: self.segs.first().map_or(self.next_id, |s| s.first_id),
+            last_id: self.next_id.saturating_sub(1),
+            count: self.count,
+            generation: self.generation,
+            max_entries: l.max_entries,
+            max_bytes: l.max_bytes,
+            disk_bytes: self.seg_bytes + self.meta_bytes,
+        }
+    }
+
+    fn dirty(&self) -> bool {
+        self.write_seq != self.synced_seq
+    }
+
+    /// Drop the file handles of every segment but the active one.
+    fn close_readers(&mut self) {
+        let n = self.segs.len();
+        for s in self.segs.iter_mut().take(n.saturating_sub(1)) {
+            s.close();
+        }
+    }
+
+    /// Delete whole oldest segments (never the active one) while a limit
+    /// is passed.
+    fn enforce(&mut self, l: &Limits) {
+        while self.segs.len() > 1
+            && (self.count > l.max_entries || self.seg_bytes + self.meta_bytes > l.max_bytes)
+        {
+            let s = self.segs.remove(0);
+            match std::fs::remove_file(&s.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log::warn!("cannot delete {}: {e}", s.path.display());
+                    self.segs.insert(0, s);
+                    return;
+                }
+            }
+            self.count -= s.count;
+            self.seg_bytes -= s.bytes;
+        }
+    }
+
+    /// Start a new active segment whose first id is `first`: fsync the old
+    /// one if it has unsynced writes, create the file, fsync the directory.
+    fn rotate(&mut self, dir: &Path, first: u64) -> Result<(), StoreError> {
+        if self.dirty() {
+            if let Some(s) = self.segs.last_mut() {
+                let path = s.path.display().to_string();
+                s.file()?.sync_data().map_err(io(format!("fsync {path}")))?;
+            }
+            self.synced_seq = self.write_seq;
+        }
+        if let Some(s) = self.segs.last_mut() {
+            s.close();
+        }
+        let path = dir.join(seg_name(first));
+        File::create(&path).map_err(io(format!("create {}", path.display())))?;
+        sync_dir(dir)?;
+        self.segs.push(Seg::new(path, first));
+        Ok(())
+    }
 }
 
 impl LogStore {
@@ -204,17 +409,151 @@ impl LogStore {
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("create {}", dir.display()), e))?;
+        let mut report = OpenReport::default();
+        let meta_path = dir.join(META);
+        let meta_file = match std::fs::read(&meta_path) {
+            Ok(b) => match serde_json::from_slice::<Meta>(&b) {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let to = dir.join("meta.json.corrupt");
+                    let _ = std::fs::rename(&meta_path, &to);
+                    report
+                        .quarantined
+                        .push((to, format!("unreadable meta: {e}")));
+                    None
+                }
+            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::Io(format!("read {}", meta_path.display()), e)),
+        };
+        let meta = meta_file.unwrap_or_default();
+
+        let mut files = Vec::new();
+        let rd = std::fs::read_dir(dir).map_err(io(format!("list {}", dir.display())))?;
+        for ent in rd {
+            let ent = ent.map_err(io(format!("list {}", dir.display())))?;
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(id) = parse_seg_name(name) {
+                files.push((id, ent.path()));
+            } else if name == ".meta.json.tmp" {
+                let _ = std::fs::remove_file(ent.path());
+            }
+        }
+        files.sort();
+
+        let mut segs: Vec<Seg> = Vec::new();
+        let mut floor = meta.next_id.max(meta.cleared_below).max(1);
+        let mut prev = 0u64;
+        let mut changed = false;
+        let n = files.len();
+        for (k, (name_id, path)) in files.into_iter().enumerate() {
+            let last_file = k + 1 == n;
+            let sc = match scan(&path, prev) {
+                Ok(sc) => sc,
+                Err(e) => {
+                    let to = quarantine(dir, &path);
+                    report.quarantined.push((to, format!("unreadable: {e}")));
+                    changed = true;
+                    continue;
+                }
+            };
+            floor = floor.max(sc.max_id_seen.saturating_add(1));
+            let mut seg = sc.seg;
+            let top = seg.last_id.max(sc.max_id_seen);
+            if top < meta.cleared_below && (seg.count > 0 || name_id < meta.cleared_below) {
+                // An interrupted clear: finish it.
+                let _ = std::fs::remove_file(&path);
+                changed = true;
+                continue;
+            }
+            let bad = match sc.end {
+                ScanEnd::Clean => None,
+                ScanEnd::Tail { at, why } if last_file => {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(io(format!("open {}", path.display())))?;
+                    let len = f
+                        .metadata()
+                        .map_err(io(format!("stat {}", path.display())))?
+                        .len();
+                    f.set_len(at)
+                        .and_then(|()| f.sync_all())
+                        .map_err(io(format!("truncate {}", path.display())))?;
+                    log::warn!("{}: cut {} bytes at {at}: {why}", path.display(), len - at);
+                    report.truncated_bytes += len.saturating_sub(at);
+                    None
+                }
+                ScanEnd::Tail { at, why } => Some(format!(
+                    "{why} at byte {at} of a segment that is not the last"
+                )),
+                ScanEnd::Corrupt { why } => Some(why),
+            }
+            .or_else(|| {
+                (seg.count > 0 && seg.first_id != name_id).then(|| {
+                    format!(
+                        "first id {} does not match the file name ({name_id})",
+                        seg.first_id
+                    )
+                })
+            })
+            .or_else(|| {
+                (seg.count > 0 && seg.first_id < meta.cleared_below).then(|| {
+                    format!(
+                        "ids {}..={} straddle the clear point {}",
+                        seg.first_id, seg.last_id, meta.cleared_below
+                    )
+                })
+            });
+            if let Some(why) = bad {
+                let to = quarantine(dir, &path);
+                report.quarantined.push((to, why));
+                changed = true;
+                continue;
+            }
+            if seg.count == 0 {
+                let _ = std::fs::remove_file(&path);
+                changed = true;
+                continue;
+            }
+            seg.close();
+            prev = seg.last_id;
+            segs.push(seg);
+        }
+        let next_id = floor.max(prev.saturating_add(1));
+        let want = Meta {
+            next_id,
+            generation: meta.generation,
+            cleared_below: meta.cleared_below,
+        };
+        let meta_bytes = if meta_file != Some(want) {
+            write_meta(dir, &want)?
+        } else {
+            std::fs::metadata(&meta_path).map_or(0, |m| m.len())
+        };
+        if changed || report.truncated_bytes > 0 {
+            sync_dir(dir)?;
+        }
+        let mut inner = Inner {
+            count: segs.iter().map(|s| s.count).sum(),
+            seg_bytes: segs.iter().map(|s| s.bytes).sum(),
+            segs,
+            next_id,
+            generation: meta.generation,
+            cleared_below: meta.cleared_below,
+            meta_bytes,
+            write_seq: 0,
+            synced_seq: 0,
+        };
+        inner.enforce(&limits);
         Ok((
             LogStore {
                 dir: dir.to_owned(),
                 limits,
-                inner: Mutex::new(Inner {
-                    entries: VecDeque::new(),
-                    next_id: 1,
-                    generation: 0,
-                }),
+                inner: Mutex::new(inner),
             },
-            OpenReport::default(),
+            report,
         ))
     }
 
@@ -228,76 +567,196 @@ impl LogStore {
         self.append_batch(vec![e], d).map(|(first, _)| first)
     }
 
+    /// Records per segment at most.
+    fn seg_cap(&self) -> u64 {
+        (self.limits.max_entries / 8).max(1)
+    }
+
     /// Append entries in order (one write, one fsync with `Sync`); the
     /// first and last new ids. An empty batch returns (next id, next id
     /// - 1) and writes nothing.
-    pub fn append_batch(
-        &self,
-        es: Vec<NewEntry>,
-        _d: Durability,
-    ) -> Result<(u64, u64), StoreError> {
+    pub fn append_batch(&self, es: Vec<NewEntry>, d: Durability) -> Result<(u64, u64), StoreError> {
         let mut g = lock(&self.inner);
         let first = g.next_id;
-        for e in es {
-            if e.severity > 7 || e.data.len() > MAX_DATA_PAIRS {
-                return Err(StoreError::TooLarge);
-            }
-            let id = g.next_id;
-            g.next_id += 1;
-            g.entries.push_back(Entry {
+        if es.is_empty() {
+            return Ok((first, first.saturating_sub(1)));
+        }
+        // Encode everything first: a bad entry writes nothing.
+        let mut buf = Vec::with_capacity(es.len() * 256);
+        let mut recs = Vec::with_capacity(es.len());
+        for (i, e) in es.into_iter().enumerate() {
+            let id = first.saturating_add(i as u64);
+            let time_us = e.time_us;
+            let at = buf.len();
+            let entry = Entry {
                 id,
-                time_us: e.time_us,
+                time_us,
                 severity: e.severity,
                 source: e.source,
                 message_id: e.message_id,
                 message: e.message,
                 data: e.data,
+            };
+            encode(&entry, &mut buf).map_err(|_| StoreError::TooLarge)?;
+            recs.push((id, time_us, (buf.len() - at) as u64));
+        }
+        let cap = self.seg_cap();
+        let (mut i, mut off) = (0usize, 0usize);
+        while i < recs.len() {
+            let (id0, _, len0) = recs[i];
+            let full = g.segs.last().is_none_or(|s| {
+                s.count > 0 && (s.bytes + len0 > self.limits.segment_bytes || s.count >= cap)
             });
+            if full {
+                g.rotate(&self.dir, id0)?;
+            }
+            let Some(seg) = g.segs.last_mut() else {
+                return Err(StoreError::Io(
+                    "no active segment".into(),
+                    std::io::ErrorKind::Other.into(),
+                ));
+            };
+            let mut j = i;
+            let mut bytes = 0u64;
+            while j < recs.len()
+                && (j == i
+                    || (seg.bytes + bytes + recs[j].2 <= self.limits.segment_bytes
+                        && seg.count + ((j - i) as u64) < cap))
+            {
+                bytes += recs[j].2;
+                j += 1;
+            }
+            let chunk = &buf[off..off + bytes as usize];
+            let path = seg.path.display().to_string();
+            let known = seg.bytes;
+            let new_seg = seg.count == 0;
+            let written = {
+                let f = seg.file()?;
+                let mut w: &File = f;
+                match w.write_all(chunk) {
+                    Ok(()) => Ok((d == Durability::Sync).then(|| f.sync_data())),
+                    Err(e) => {
+                        // Leave no partial record behind.
+                        let _ = f.set_len(known);
+                        Err(e)
+                    }
+                }
+            };
+            let sync = match written {
+                Ok(sync) => sync,
+                Err(e) => {
+                    if new_seg {
+                        let _ = std::fs::remove_file(&seg.path);
+                        g.segs.pop();
+                    }
+                    return Err(StoreError::Io(format!("write {path}"), e));
+                }
+            };
+            for &(id, t, len) in &recs[i..j] {
+                seg.note(id, t, len);
+            }
+            g.count += (j - i) as u64;
+            g.seg_bytes += bytes;
+            g.next_id = recs[j - 1].0.saturating_add(1);
+            g.write_seq += 1;
+            match sync {
+                Some(Ok(())) => g.synced_seq = g.write_seq,
+                Some(Err(e)) => return Err(StoreError::Io(format!("fsync {path}"), e)),
+                None => {}
+            }
+            i = j;
+            off += bytes as usize;
         }
-        while g.entries.len() as u64 > self.limits.max_entries {
-            g.entries.pop_front();
-        }
-        Ok((first, g.next_id - 1))
+        g.enforce(&self.limits);
+        Ok((first, g.next_id.saturating_sub(1)))
     }
 
     /// Whether `Deferred` appends wait for an fsync.
     pub fn needs_flush(&self) -> bool {
-        false
+        lock(&self.inner).dirty()
     }
 
-    /// fsync what `Deferred` appends wrote.
+    /// fsync what `Deferred` appends wrote (the lock is not held during
+    /// the fsync).
     pub fn flush(&self) -> Result<(), StoreError> {
+        let (f, seq, path) = {
+            let mut g = lock(&self.inner);
+            if !g.dirty() {
+                return Ok(());
+            }
+            let seq = g.write_seq;
+            let Some(s) = g.segs.last_mut() else {
+                g.synced_seq = seq;
+                return Ok(());
+            };
+            let path = s.path.display().to_string();
+            let f = s.file()?.try_clone().map_err(io(format!("dup {path}")))?;
+            (f, seq, path)
+        };
+        f.sync_data().map_err(io(format!("fsync {path}")))?;
+        let mut g = lock(&self.inner);
+        if g.synced_seq < seq {
+            g.synced_seq = seq;
+        }
         Ok(())
     }
 
     /// One page of at most `count` (cut to `MAX_PAGE`) entries.
     pub fn page(&self, cursor: u64, count: u32, q: &Query) -> Result<Page, StoreError> {
-        let g = lock(&self.inner);
-        let stats = Self::stats_of(&g, &self.limits);
+        let mut g = lock(&self.inner);
+        let r = Self::page_locked(&mut g, &self.limits, cursor, count, q);
+        g.close_readers();
+        r
+    }
+
+    fn page_locked(
+        g: &mut Inner,
+        limits: &Limits,
+        cursor: u64,
+        count: u32,
+        q: &Query,
+    ) -> Result<Page, StoreError> {
+        let stats = g.stats(limits);
         let count = count.min(MAX_PAGE) as usize;
         let mut entries = Vec::new();
         let mut scanned = 0u32;
         let mut dropped = false;
         let mut next: u64;
         let mut end = true;
+        // Decoded entries of the current block, next one last.
+        let mut buf: Vec<Entry> = Vec::new();
         match q.direction {
             Direction::Newer => {
                 let start = if cursor < stats.first_id {
-                    dropped = cursor != 0 && cursor < stats.first_id;
+                    dropped = cursor != 0;
                     stats.first_id
                 } else {
                     cursor
                 };
-                next = start.max(cursor);
-                for e in g.entries.iter().filter(|e| e.id >= start) {
+                next = start;
+                let mut s = g.segs.partition_point(|x| x.last_id < start);
+                let mut b = g.segs.get(s).map_or(0, |x| x.block_of(start));
+                loop {
+                    let Some(e) = buf.pop() else {
+                        let Some(seg) = g.segs.get_mut(s) else { break };
+                        seg.read_block(b, &mut buf)?;
+                        b += 1;
+                        if b >= seg.blocks() {
+                            s += 1;
+                            b = 0;
+                        }
+                        buf.retain(|e| e.id >= start);
+                        buf.reverse();
+                        continue;
+                    };
                     if entries.len() >= count || scanned >= MAX_SCAN {
                         end = false;
                         break;
                     }
                     scanned += 1;
-                    next = e.id + 1;
-                    if q.matches(e) {
-                        entries.push(e.clone());
+                    next = e.id.saturating_add(1);
+                    if q.matches(&e) {
+                        entries.push(e);
                     }
                 }
             }
@@ -307,15 +766,40 @@ impl LogStore {
                     dropped = true;
                 }
                 next = start;
-                for e in g.entries.iter().rev().filter(|e| e.id <= start) {
+                let mut s = g.segs.partition_point(|x| x.first_id <= start);
+                let mut b = match s.checked_sub(1).and_then(|k| g.segs.get(k)) {
+                    Some(x) => x.block_of(start),
+                    None => 0,
+                };
+                loop {
+                    let Some(e) = buf.pop() else {
+                        if s == 0 {
+                            break;
+                        }
+                        let Some(seg) = g.segs.get_mut(s - 1) else {
+                            break;
+                        };
+                        seg.read_block(b, &mut buf)?;
+                        buf.retain(|e| e.id <= start);
+                        if b == 0 {
+                            s -= 1;
+                            b = s
+                                .checked_sub(1)
+                                .and_then(|k| g.segs.get(k))
+                                .map_or(0, |x| x.blocks().saturating_sub(1));
+                        } else {
+                            b -= 1;
+                        }
+                        continue;
+                    };
                     if entries.len() >= count || scanned >= MAX_SCAN {
                         end = false;
                         break;
                     }
                     scanned += 1;
-                    next = e.id - 1;
-                    if q.matches(e) {
-                        entries.push(e.clone());
+                    next = e.id.saturating_sub(1);
+                    if q.matches(&e) {
+                        entries.push(e);
                     }
                 }
                 if end {
@@ -335,36 +819,46 @@ impl LogStore {
 
     /// The entry with `id`, if kept.
     pub fn get(&self, id: u64) -> Result<Option<Entry>, StoreError> {
-        Ok(lock(&self.inner)
-            .entries
-            .iter()
-            .find(|e| e.id == id)
-            .cloned())
+        let mut g = lock(&self.inner);
+        let s = g.segs.partition_point(|x| x.last_id < id);
+        let mut out = Vec::new();
+        if let Some(seg) = g.segs.get_mut(s) {
+            if seg.first_id <= id {
+                let b = seg.block_of(id);
+                seg.read_block(b, &mut out)?;
+            }
+        }
+        g.close_readers();
+        Ok(out.into_iter().find(|e| e.id == id))
     }
 
     /// Remove every entry; ids go on, the generation grows. Returns how
-    /// many entries were removed.
+    /// many entries were removed. The meta (new generation, `cleared_below`)
+    /// is durable before any segment is deleted.
     pub fn clear(&self) -> Result<u64, StoreError> {
         let mut g = lock(&self.inner);
-        let n = g.entries.len() as u64;
-        g.entries.clear();
-        g.generation += 1;
+        let n = g.count;
+        let m = Meta {
+            next_id: g.next_id,
+            generation: g.generation + 1,
+            cleared_below: g.next_id,
+        };
+        g.meta_bytes = write_meta(&self.dir, &m)?;
+        g.generation = m.generation;
+        g.cleared_below = m.cleared_below;
+        for s in g.segs.drain(..) {
+            if let Err(e) = std::fs::remove_file(&s.path) {
+                // Open removes it (its ids are below cleared_below).
+                log::warn!("cannot delete {}: {e}", s.path.display());
+            }
+        }
+        g.count = 0;
+        g.seg_bytes = 0;
+        g.synced_seq = g.write_seq;
         Ok(n)
     }
 
     pub fn stats(&self) -> Stats {
-        Self::stats_of(&lock(&self.inner), &self.limits)
-    }
-
-    fn stats_of(g: &Inner, l: &Limits) -> Stats {
-        Stats {
-            first_id: g.entries.front().map_or(g.next_id, |e| e.id),
-            last_id: g.next_id - 1,
-            count: g.entries.len() as u64,
-            generation: g.generation,
-            max_entries: l.max_entries,
-            max_bytes: l.max_bytes,
-            disk_bytes: 0,
-        }
+        lock(&self.inner).stats(&self.limits)
     }
 }
