@@ -20,6 +20,7 @@ pub mod chassis;
 pub mod clock;
 pub mod config;
 pub mod cooling;
+pub mod dump;
 pub mod firmware;
 pub mod hw;
 pub mod logging;
@@ -223,6 +224,19 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
     );
 
     let firmware = open_firmware(&cfg, tasks.clone()).await;
+    let dumps = dump::Dumps::open(
+        cfg.dumps,
+        tasks.clone(),
+        dump::Sources {
+            logs: logs.clone(),
+            cooling: cooling.clone(),
+            firmware: firmware.clone(),
+            config_path: args.config.clone(),
+            state_dir: cfg.state_dir.clone(),
+        },
+    )
+    .map_err(|e| log::error!("dumps: {e}; no dump objects are served"))
+    .ok();
 
     let auth = auth::Auth::new(cfg.auth.clone());
     auth.set_audit_log(logs.audit.clone());
@@ -251,6 +265,7 @@ pub async fn run(args: RunArgs) -> Result<(), String> {
             tasks: tasks.clone(),
             task_events,
             logs: logs.clone(),
+            dumps,
         },
     )
     .await

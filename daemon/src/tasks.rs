@@ -141,6 +141,8 @@ pub enum ResultValue {
     U64(u64),
     I64(i64),
     Bool(bool),
+    /// An object path (`o`), e.g. the dump a `Dump` task made.
+    Path(String),
 }
 
 /// Everything a `Task1` object shows; times in ms since the Unix epoch.

@@ -226,14 +226,14 @@ pub const POLICY: &[Rule] = &[
         "Create",
         Administrator,
         false,
-        "collects both logs, the daemon state and the configuration",
+        "a diagnostic dump holds the logs, the state and the configuration",
     ),
     rule(
         DUMP_IFACE,
         "Open",
         Administrator,
         false,
-        "hands out a dump, which holds the audit log",
+        "a descriptor of a dump: the logs, the state and the configuration",
     ),
     rule(DUMP_IFACE, "Delete", Administrator, false, "removes a dump"),
 ];

@@ -20,6 +20,7 @@
 pub mod audit;
 pub mod chassis;
 pub mod cooling;
+pub mod dump;
 pub mod fan;
 pub mod firmware;
 pub mod log;
@@ -62,6 +63,8 @@ pub struct Parts {
     /// The event and audit logs (`Log1` objects; the audit hook writes
     /// to the audit log).
     pub logs: Arc<crate::logs::Logs>,
+    /// `None` when the dump directory could not be opened (logged).
+    pub dumps: Option<Arc<crate::dump::Dumps>>,
 }
 
 /// Register every object on `conn` (the name is requested afterwards by
@@ -167,6 +170,9 @@ pub async fn serve(conn: &Connection, p: Parts) -> zbus::Result<Arc<Registry>> {
         )
         .await?;
         tokio::spawn(log::publish_appended(conn.clone(), path, l.clone()));
+    }
+    if let Some(d) = p.dumps {
+        dump::serve(&reg, &m, &tasks, d).await?;
     }
     tokio::spawn(cooling::publish_events(conn.clone(), p.events));
     // Tasks loaded from disk are announced on the channel already: they

@@ -12,7 +12,7 @@ use bmcd_api::{task_path, Error, TaskState};
 use tokio::sync::{mpsc, watch};
 use zbus::interface;
 use zbus::message::Header;
-use zbus::zvariant::{OwnedObjectPath, OwnedValue, Value};
+use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value};
 
 use super::method::{Methods, Options};
 use super::Registry;
@@ -125,6 +125,7 @@ impl TaskIface {
                     ResultValue::U64(n) => Value::from(*n),
                     ResultValue::I64(n) => Value::from(*n),
                     ResultValue::Bool(b) => Value::from(*b),
+                    ResultValue::Path(p) => Value::from(ObjectPath::try_from(p.as_str()).ok()?),
                 };
                 Some((k.clone(), v.try_to_owned().ok()?))
             })
