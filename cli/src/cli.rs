@@ -580,10 +580,10 @@ pub struct LogName {
 pub struct LogFilters {
     /// Only entries at or after this time: RFC 3339 (2026-12-03T10:00:00Z),
     /// local `2026-12-03 10:00[:00]`, a date, `now` or relative (-30m, -2h, -1d)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub since: Option<String>,
     /// Only entries at or before this time (same forms as --since)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub until: Option<String>,
     /// Only entries at least this severe: emerg, alert, crit, err, warning,
     /// notice, info, debug (or the full words, any case)
