@@ -647,7 +647,7 @@ Examples:
     /// Print the last entries, then new ones as they come, until Ctrl-C
     #[command(after_help = "\
 Ctrl-C ends it (exit 130); bmcd stopping ends it with exit 1. With --json each
-entry is one JSON object on its own line.
+entry is one JSON document.
 
 Examples:
   bmcctl log follow

@@ -526,13 +526,15 @@ fn printed() -> Output {
     }
 }
 
-/// Print entries as they come (JSON: one object per line); `false` when
+/// Print entries as they come (JSON: one document per entry); `false` when
 /// stdout is gone.
 fn print_follow<'a>(entries: impl Iterator<Item = &'a LogEntry>, json: bool) -> bool {
     let text: String = entries
         .map(|e| {
             if json {
-                let mut s = entry_json(e).to_string();
+                // Pretty, as every other document (one serializer in
+                // the binary).
+                let mut s = serde_json::to_string_pretty(&entry_json(e)).unwrap_or_default();
                 s.push('\n');
                 s
             } else {
