@@ -63,9 +63,10 @@ impl Style {
     }
 }
 
-/// What the message thread and the SIGINT handler report.
+/// What the message thread and the SIGINT handler report (for task waits
+/// and `log follow`).
 #[derive(Debug)]
-enum Event {
+pub enum Event {
     Changed {
         sender: String,
         props: HashMap<String, OwnedValue>,
@@ -77,6 +78,10 @@ enum Event {
     Removed {
         sender: String,
     },
+    /// `Log1.Appended` of the log being followed.
+    Appended {
+        sender: String,
+    },
     Interrupt,
     Closed,
 }
@@ -86,10 +91,7 @@ enum Event {
 pub fn wait(client: &Client, path: &str, style: Style) -> Result<TaskInfo, CliError> {
     let id = bmcd_api::task_id(path).unwrap_or(0);
     let (tx, rx) = mpsc::channel();
-    let on_int = tx.clone();
-    let _sigint = Sigint::install(move || {
-        let _ = on_int.send(Event::Interrupt);
-    });
+    let _sigint = Sigint::install(tx.clone());
     spawn_reader(client, path, tx)?;
 
     add_match(
@@ -258,8 +260,9 @@ pub fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
 }
 
 /// Read every message of the connection, in order, in a thread; forward
-/// the ones about the wait. Started before any match is added.
-fn spawn_reader(client: &Client, path: &str, tx: Sender<Event>) -> Result<(), CliError> {
+/// the ones about the wait (`path`: the task, or the log followed).
+/// Started before any match is added.
+pub fn spawn_reader(client: &Client, path: &str, tx: Sender<Event>) -> Result<(), CliError> {
     let it = MessageIterator::from(client.connection().clone());
     let path = path.to_owned();
     std::thread::Builder::new()
@@ -307,6 +310,7 @@ fn classify(msg: &Message, path: &str) -> Option<Event> {
                 invalidated: !invalidated.is_empty(),
             })
         }
+        (bmcd_api::LOG_IFACE, "Appended") if at == path => Some(Event::Appended { sender }),
         (OBJECT_MANAGER_IFACE, "InterfacesRemoved") if at == bmcd_api::ROOT_PATH => {
             let (object, ifaces): (OwnedObjectPath, Vec<String>) = msg.body().deserialize().ok()?;
             (object.as_str() == path && ifaces.iter().any(|i| i == bmcd_api::TASK_IFACE))
@@ -397,10 +401,9 @@ fn stderr_columns() -> Option<u16> {
 /// Write end of the socket pair the SIGINT handler writes to; -1 when none.
 static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 
-/// While waiting, SIGINT (Ctrl-C) calls `on_interrupt` (which sends an
-/// [`Event::Interrupt`], or `log follow`'s own event): the handler writes
-/// one byte to a socket pair (async-signal-safe), a thread reads it and
-/// calls it. A SIGINT ignored at start stays ignored.
+/// While waiting, SIGINT (Ctrl-C) becomes an [`Event::Interrupt`]: the
+/// handler writes one byte to a socket pair (async-signal-safe), a thread
+/// reads it and sends the event. A SIGINT ignored at start stays ignored.
 /// Dropping the guard puts the previous action back and closes the pair
 /// (the thread then reads EOF and ends).
 pub struct Sigint {
@@ -409,7 +412,7 @@ pub struct Sigint {
 }
 
 impl Sigint {
-    pub fn install(on_interrupt: impl FnOnce() + Send + 'static) -> Sigint {
+    pub fn install(tx: Sender<Event>) -> Sigint {
         let mut guard = Sigint {
             previous: None,
             wake: None,
@@ -427,7 +430,7 @@ impl Sigint {
                 loop {
                     match woken.read(&mut b) {
                         Ok(1) => {
-                            on_interrupt();
+                            let _ = tx.send(Event::Interrupt);
                             break;
                         }
                         Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

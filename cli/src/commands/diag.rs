@@ -4,7 +4,7 @@
 //! directory) into a local file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
@@ -207,11 +207,30 @@ fn copy_to(mut from: File, dest: &Path, force: bool) -> Result<u64, CliError> {
             file_error("create", dest, &e)
         }
     })?;
-    let done = io::copy(&mut from, &mut to).and_then(|n| to.flush().and(to.sync_all()).map(|()| n));
-    done.map_err(|e| {
+    copy(&mut from, &mut to).map_err(|e| {
         let _ = std::fs::remove_file(dest);
         file_error("write", dest, &e)
     })
+}
+
+/// A plain read/write loop (`io::copy` would bring std's
+/// `copy_file_range`/`sendfile` machinery into the binary), then fsync.
+fn copy(from: &mut File, to: &mut File) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(r) => {
+                to.write_all(buf.get(..r).unwrap_or_default())?;
+                n += r as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    to.sync_all()?;
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -13,8 +13,7 @@ use std::sync::mpsc;
 
 use bmcd_api::zbus;
 use bmcd_api::{entry_keys as k, log_query as q, LogEntry, LogSeverity, Options};
-use zbus::blocking::{Connection, MessageIterator};
-use zbus::message::Type as MsgType;
+use zbus::blocking::Connection;
 use zbus::zvariant::{OwnedValue, Value as ZValue};
 
 use super::task::value_of;
@@ -24,7 +23,8 @@ use crate::conn::Client;
 use crate::error::{names, CliError, Exit};
 use crate::output::{self, FieldSpec, Output, Record, Value};
 use crate::pager::{self, Paged, Pager};
-use crate::{time, wait};
+use crate::time;
+use crate::wait::{self, Event};
 
 const ID: FieldSpec = FieldSpec::new(k::ID, "Id");
 const TIME: FieldSpec = FieldSpec::new(k::TIME, "Time");
@@ -404,45 +404,13 @@ fn clear(log: &str, ctx: &Ctx) -> Result<Output, CliError> {
         ))
 }
 
-/// What the follow loop hears.
-enum Event {
-    Appended { sender: String },
-    OwnerChanged { new_owner: String },
-    Interrupt,
-    Closed,
-}
-
 fn follow(log: &str, lines: u32, ctx: &Ctx) -> Result<Output, CliError> {
     let path = path_of(log)?;
     let client = ctx.connect()?;
     let (tx, rx) = mpsc::channel();
-    let on_int = tx.clone();
-    let _sigint = wait::Sigint::install(move || {
-        let _ = on_int.send(Event::Interrupt);
-    });
-    // Read every message in order before any match is added (see `wait`).
-    let it = MessageIterator::from(client.connection().clone());
-    let at = path.to_owned();
-    std::thread::Builder::new()
-        .name("bmcctl-follow".into())
-        .spawn(move || {
-            for msg in it {
-                let Ok(msg) = msg else { continue };
-                if let Some(ev) = classify(&msg, &at) {
-                    if tx.send(ev).is_err() {
-                        return;
-                    }
-                }
-            }
-            let _ = tx.send(Event::Closed);
-        })
-        .map_err(|e| {
-            CliError::new(
-                names::CONNECT,
-                format!("cannot start the reading thread: {e}"),
-                Exit::Failure,
-            )
-        })?;
+    let _sigint = wait::Sigint::install(tx.clone());
+    // Every message in order, before any match is added (see `wait`).
+    wait::spawn_reader(&client, path, tx)?;
     let dbus = wait::DBUS_NAME;
     wait::add_match(
         &client,
@@ -543,25 +511,6 @@ fn print_follow<'a>(entries: impl Iterator<Item = &'a LogEntry>, json: bool) -> 
         })
         .collect();
     text.is_empty() || output::write_stdout(&text)
-}
-
-fn classify(msg: &zbus::message::Message, path: &str) -> Option<Event> {
-    if msg.message_type() != MsgType::Signal {
-        return None;
-    }
-    let hdr = msg.header();
-    let sender = hdr.sender().map(|s| s.to_string()).unwrap_or_default();
-    match (hdr.interface()?.as_str(), hdr.member()?.as_str()) {
-        (wait::DBUS_NAME, "NameOwnerChanged") if sender == wait::DBUS_NAME => {
-            let (name, _old, new_owner): (String, String, String) =
-                msg.body().deserialize().ok()?;
-            (name == bmcd_api::BUS_NAME).then_some(Event::OwnerChanged { new_owner })
-        }
-        (bmcd_api::LOG_IFACE, "Appended") if hdr.path()?.as_str() == path => {
-            Some(Event::Appended { sender })
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
