@@ -229,6 +229,24 @@ fn follow_prints_appended_entries_until_sigint() {
     });
     let _ = reader.join();
     assert_eq!(code.and_then(|c| c.code()), Some(130), "{:?}", seen());
+
+    // bmcd leaving the bus ends it with exit 1 and says so.
+    let mut child = Command::new(bmcctl_bin())
+        .args(["--address", env.address(), "log", "follow", "--lines", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start bmcctl log follow");
+    let mut out = BufReader::new(child.stdout.take().expect("piped"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("the last entry");
+    assert!(!first.is_empty());
+    env.daemon.kill9();
+    drop(out);
+    let r = child.wait_with_output().expect("bmcctl log follow ends");
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(err.contains("bmcd stopped while following"), "{err}");
 }
 
 #[test]
