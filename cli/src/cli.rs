@@ -31,11 +31,13 @@ Examples:
   bmcctl task wait 12
   bmcctl firmware list
   bmcctl firmware update /tmp/bmc-2.0.0.img --activate
+  bmcctl log list --severity warning
+  bmcctl diag dump -o /tmp/
   bmcctl --password-stdin chassis policy set AlwaysOn < password-file
   BMCCTL_ADDRESS=unix:path=/tmp/bus bmcctl chassis status
 
 Re-authentication: sensitive changes (power restore policy, manual fan
-override, firmware update, activate, rollback) need your password again; bmcd asks for it per change. On a
+override, firmware update, activate, rollback, log clear) need your password again; bmcd asks for it per change. On a
 terminal bmcctl prompts `Password for USER:` (3 tries). Scripts pass
 --password-stdin (the first line of stdin, read only when bmcd asks). With
 --no-ask-password, --json or no terminal, and without --password-stdin, such a
@@ -46,7 +48,7 @@ Exit codes: 0 ok, 1 failure, 2 invalid argument or usage, 3 permission or
 authentication denied (also wrong password, locked out), 4 not found, 5 busy,
 6 timeout, 7 the task was cancelled, 8 the task was interrupted (bmcd stopped
 while it ran), 9 firmware image refused, 10 writing a firmware slot failed,
-130 Ctrl-C while waiting for a task (the task goes on). A task that failed
+130 Ctrl-C while waiting for a task (the task goes on) or ending `log follow`. A task that failed
 exits with the code of its error.";
 
 /// Command-line client of bmcd, the BMC management daemon.
@@ -54,7 +56,7 @@ exits with the code of its error.";
 #[command(
     name = "bmcctl",
     version,
-    about = "Control the server's chassis power, fans and BMC firmware through bmcd",
+    about = "Control the server's chassis power, fans and BMC firmware, read its logs, through bmcd",
     after_help = ROOT_EXAMPLES,
     max_term_width = 100
 )]
@@ -171,6 +173,32 @@ Examples:
     Firmware {
         #[command(subcommand)]
         cmd: FirmwareCmd,
+    },
+    /// Event and audit logs: list, show, follow, clear
+    #[command(after_help = "\
+LOG is event (what happened: power, cooling, firmware, bmcd) or audit (who
+did what; Administrators only). Entries have an Id that never changes; it is
+the cursor of `--cursor` and the ID of `log show`.
+
+Examples:
+  bmcctl log list
+  bmcctl log list --severity warning --since -1h
+  bmcctl log list audit --reverse --limit 50 --json
+  bmcctl log show 1234
+  bmcctl log follow
+  bmcctl log clear")]
+    Log {
+        #[command(subcommand)]
+        cmd: LogCmd,
+    },
+    /// Diagnostics: collect a dump of logs, state and configuration
+    #[command(after_help = "\
+Examples:
+  bmcctl diag dump
+  bmcctl diag dump -o /tmp/")]
+    Diag {
+        #[command(subcommand)]
+        cmd: DiagCmd,
     },
     /// Show who bmcd sees calling: uid, user name and role
     #[command(after_help = "\
@@ -540,6 +568,141 @@ Examples:
     Rollback,
 }
 
+/// Which log (`event` or `audit`), as a positional word.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct LogName {
+    /// event or audit
+    #[arg(value_name = "LOG", default_value = "event", value_parser = ["event", "audit"])]
+    pub log: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct LogFilters {
+    /// Only entries at or after this time: RFC 3339 (2026-12-03T10:00:00Z),
+    /// local `2026-12-03 10:00[:00]`, a date, `now` or relative (-30m, -2h, -1d)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub since: Option<String>,
+    /// Only entries at or before this time (same forms as --since)
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub until: Option<String>,
+    /// Only entries at least this severe: emerg, alert, crit, err, warning,
+    /// notice, info, debug (or the full words, any case)
+    #[arg(long, value_name = "WORD")]
+    pub severity: Option<String>,
+    /// Only entries from this source (chassis, cooling, firmware, daemon, ...)
+    #[arg(long, value_name = "NAME")]
+    pub source: Option<String>,
+    /// Only this MessageId; a prefix when it ends with '.' (Chassis.)
+    #[arg(long, value_name = "ID")]
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum LogCmd {
+    /// List entries, newest first (through the pager on a terminal)
+    #[command(after_help = "\
+One line per entry: Id, local time, severity, source, MessageId, message and its
+data (key=value). On a terminal the list goes through the pager ($BMCCTL_PAGER,
+$PAGER, else less -FRX) and bmcd is asked for one screenful at a time, only
+when the pager needs more; quitting the pager stops the listing. Without a
+terminal every matching entry is written (or --limit of them).
+
+--json prints one document: {\"entries\": [...], \"next_cursor\": N, \"end\": B}
+with the D-Bus keys (Id, Time in microseconds since the epoch, Severity,
+Source, MessageId, Message, Data); next_cursor continues with --cursor.
+
+Examples:
+  bmcctl log list
+  bmcctl log list --severity err --source chassis
+  bmcctl log list --message-id Firmware. --since 2026-12-01
+  bmcctl log list audit --reverse --limit 100 --json")]
+    List {
+        #[command(flatten)]
+        name: LogName,
+        #[command(flatten)]
+        filters: LogFilters,
+        /// Oldest first
+        #[arg(long)]
+        reverse: bool,
+        /// Print at most N entries
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
+        /// Start at this entry Id (as next_cursor gives it)
+        #[arg(long, value_name = "ID")]
+        cursor: Option<u64>,
+    },
+    /// Show one entry with all its data
+    #[command(after_help = "\
+Exit code 4 if there is no entry ID (never written, rotated out or cleared).
+
+Examples:
+  bmcctl log show 1234
+  bmcctl log show 17 audit --json")]
+    Show {
+        /// The entry's Id
+        id: u64,
+        #[command(flatten)]
+        name: LogName,
+    },
+    /// Print the last entries, then new ones as they come, until Ctrl-C
+    #[command(after_help = "\
+Ctrl-C ends it (exit 130); bmcd stopping ends it with exit 1. With --json each
+entry is one JSON document.
+
+Examples:
+  bmcctl log follow
+  bmcctl log follow audit --lines 0")]
+    Follow {
+        #[command(flatten)]
+        name: LogName,
+        /// How many of the last entries to print first
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 10,
+              value_parser = clap::value_parser!(u32).range(0..=1000))]
+        lines: u32,
+    },
+    /// Remove every entry of the event log (the audit log only rotates)
+    #[command(after_help = "\
+Asks for confirmation (--yes in scripts) and needs the Administrator role and
+your password again (re-authentication; see `bmcctl --help`). Entry Ids go on
+from where they were; the audit log records who cleared the event log. The
+audit log cannot be cleared (exit 1).
+
+Examples:
+  bmcctl log clear
+  bmcctl --yes --password-stdin log clear < password-file")]
+    Clear {
+        #[command(flatten)]
+        name: LogName,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum DiagCmd {
+    /// Make a diagnostic dump (.tar.gz) and download it
+    #[command(after_help = "\
+bmcd collects both logs, its state, the configuration without secrets, the
+firmware inventory, sensor and fan readings as a task; bmcctl waits for it
+with a progress bar, then copies the file. OUTPUT is a file, or a directory
+for bmcd's file name (default: the current directory). An existing file is
+not overwritten unless --force. Needs the Administrator role.
+
+Examples:
+  bmcctl diag dump
+  bmcctl diag dump -o /tmp/
+  bmcctl diag dump -o dump.tar.gz --force")]
+    Dump {
+        /// Where to write it: a file, or a directory
+        #[arg(short, long, value_name = "FILE|DIR")]
+        output: Option<std::path::PathBuf>,
+        /// Overwrite an existing file
+        #[arg(long)]
+        force: bool,
+        /// Print the task's number and return once bmcd has started the dump
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
 /// The call timeout, added to every level (see [`Global`]).
 fn call_timeout_arg() -> Arg {
     Arg::new(CALL_TIMEOUT)
@@ -870,7 +1033,7 @@ mod tests {
         let names: Vec<&str> = e.choices.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["chassis", "fan", "task", "firmware", "whoami", "help"]
+            ["chassis", "fan", "task", "firmware", "log", "diag", "whoami", "help"]
         );
         // `f` is fan or firmware: both are listed.
         let e = res("f l").unwrap_err();

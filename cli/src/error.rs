@@ -5,17 +5,17 @@
 //! | code | meaning |
 //! |-----:|---------|
 //! | 0 | success (also `--help`, `--version`) |
-//! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, bmcd stopped while bmcctl waited for a task, cannot connect to the bus, the operator answered "no", the pager failed (exited non-zero or was killed, other than by SIGINT, SIGQUIT or SIGPIPE; said on stderr) |
+//! | 1 | failure: `org.bmcd.Error.NotAllowed`, `Unavailable`, `Internal`, bmcd not running, bmcd stopped while bmcctl waited for a task, cannot connect to the bus, the operator answered "no", `diag dump` would overwrite a file (no `--force`) or copied fewer bytes than the dump has, `log follow` when bmcd stops, the pager failed (exited non-zero or was killed, other than by SIGINT, SIGQUIT or SIGPIPE; said on stderr) |
 //! | 2 | invalid argument or usage: command-line errors (unknown/ambiguous/missing command, bad option), a confirmation that cannot be asked (no terminal, `--json`) without `--yes`, a password bmcd could never accept (longer than 512 bytes, not UTF-8, a NUL byte; refused without sending it), `org.bmcd.Error.InvalidArgument`, `org.freedesktop.DBus.Error.InvalidArgs`, a firmware image that is not a regular file, a malformed slot name |
 //! | 3 | permission or authentication denied: `org.bmcd.Error.PermissionDenied`, `AuthenticationRequired` (also when no password may be asked for: no terminal, `--json` or `--no-ask-password` without `--password-stdin`), `AuthenticationFailed` (wrong password, after the last try), `LockedOut`, `org.freedesktop.DBus.Error.AccessDenied` (bus policy), a firmware image bmcctl may not open |
-//! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` (e.g. `task show` of an unknown or expired task), a task removed while bmcctl waited for it, a firmware image file that does not exist, an unknown firmware slot |
+//! | 4 | not found: `org.bmcd.Error.NotFound` (e.g. `fan show` of an unknown fan), `org.freedesktop.DBus.Error.UnknownObject` (e.g. `task show` of an unknown or expired task), `log show` of an entry that does not exist (any more), a task removed while bmcctl waited for it, a firmware image file that does not exist, an unknown firmware slot |
 //! | 5 | busy: `org.bmcd.Error.Busy` (another transition or firmware update is under way) |
 //! | 6 | timeout: `org.bmcd.Error.Timeout`, no reply within `--timeout`, connecting took longer than `--timeout` |
 //! | 7 | cancelled: the task bmcctl waited for ended `Cancelled` (`org.bmcd.Error.Cancelled`) |
 //! | 8 | interrupted: the task bmcctl waited for ended `Interrupted`, bmcd stopped or died while it ran (`org.bmcd.Error.Interrupted`) |
 //! | 9 | firmware image refused: `org.bmcd.Error.InvalidSignature` (bad signature or no trusted key), `Incompatible` (another machine or component, a downgrade without `--force-version`), `InvalidImage` (not an image, or its content does not match its manifest), `NoSpace` (larger than the slot) |
 //! | 10 | flash failure: `org.bmcd.Error.FlashWrite` (writing or reading back the slot failed) |
-//! | 130 | Ctrl-C (SIGINT) while waiting for a task: the waiting stopped, the task goes on (`wait::Waiting`) |
+//! | 130 | Ctrl-C (SIGINT) while waiting for a task: the waiting stopped, the task goes on (`wait::Waiting`); Ctrl-C ending `log follow` (its normal end, no error line) |
 //! | 128+n | killed by signal n at the password prompt, after the terminal was restored (`auth::PromptSignals`) |
 //!
 //! A task that ends `Failed` exits with the code of its `Error` name, as if
@@ -101,6 +101,8 @@ pub mod names {
     pub const FILE: &str = "bmcctl.Error.File";
     /// A password refused locally (too long, not UTF-8, NUL); never sent.
     pub const PASSWORD: &str = "bmcctl.Error.Password";
+    /// The pager of `log list` failed.
+    pub const PAGER: &str = "bmcctl.Error.Pager";
     pub const SERVICE_UNKNOWN: &str = "org.freedesktop.DBus.Error.ServiceUnknown";
     pub const NAME_HAS_NO_OWNER: &str = "org.freedesktop.DBus.Error.NameHasNoOwner";
 }

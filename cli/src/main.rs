@@ -48,6 +48,7 @@ fn run(args: Vec<OsString>) -> i32 {
         json: g.json,
         quiet: g.quiet,
         yes: g.yes,
+        no_pager: g.no_pager,
         address: conn::BusAddress::parse(&g.address()),
         timeout: Duration::from_secs(u64::from(
             cli::call_timeout(&matches).unwrap_or(cli::DEFAULT_TIMEOUT_S),

@@ -223,6 +223,9 @@ pub struct Output {
     /// that is itself the data asked for (`firmware inspect` of an image
     /// that cannot be installed).
     pub failure: Option<CliError>,
+    /// The command wrote its data itself, as it came (`log list`, `log
+    /// follow`): nothing is left to emit.
+    pub printed: bool,
 }
 
 impl Output {
@@ -506,6 +509,9 @@ pub struct Mode {
 /// Write a command's output to stdout (through the pager when it applies).
 /// `Exit::Failure` if the pager failed (said on stderr), else `Exit::Ok`.
 pub fn emit(out: &Output, mode: Mode) -> Exit {
+    if out.printed {
+        return Exit::Ok;
+    }
     if mode.json {
         write_stdout(&render_json(out));
         return Exit::Ok;
@@ -551,11 +557,13 @@ pub fn emit_error_json(e: &CliError) {
     write_stdout(&render_error_json(e));
 }
 
-/// Write to stdout; a closed pipe (`bmcctl … | head`) is not an error.
-fn write_stdout(s: &str) {
+/// Write to stdout; a closed pipe (`bmcctl … | head`) is not an error
+/// (`false` then: the reader is gone).
+pub fn write_stdout(s: &str) -> bool {
     let mut out = io::stdout().lock();
-    let _ = out.write_all(s.as_bytes());
-    let _ = out.flush();
+    out.write_all(s.as_bytes())
+        .and_then(|()| out.flush())
+        .is_ok()
 }
 
 /// A progress line on stderr (`Powering off... 3s`), drawn only when stderr

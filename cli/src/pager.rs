@@ -17,8 +17,9 @@
 //! output may not have been shown ([`Paged::Failed`]).
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 
 /// The pager's argv from the environment, or `None` for no pager.
 pub fn command_from_env() -> Option<Vec<String>> {
@@ -44,6 +45,17 @@ pub fn choose(bmcctl_pager: Option<&str>, pager: Option<&str>) -> Option<Vec<Str
 pub fn taller_than_terminal(text: &str) -> bool {
     let rows = terminal_rows().unwrap_or(24);
     text.lines().count() >= usize::from(rows.max(2)) - 1
+}
+
+/// Rows of the screen: `$LINES` if it is a number, else the terminal's
+/// (stdout), else 24.
+pub fn screen_rows() -> u16 {
+    std::env::var("LINES")
+        .ok()
+        .and_then(|l| l.trim().parse::<u16>().ok())
+        .filter(|&r| r > 0)
+        .or_else(terminal_rows)
+        .unwrap_or(24)
 }
 
 fn terminal_rows() -> Option<u16> {
@@ -80,36 +92,101 @@ pub enum Paged {
 /// Feed `text` to the pager and wait for it, with SIGINT and SIGQUIT
 /// ignored meanwhile.
 pub fn page(argv: &[String], text: &str) -> Paged {
-    let Some((prog, args)) = argv.split_first() else {
+    let Some(mut p) = Pager::spawn(argv) else {
         return Paged::NotStarted;
     };
-    let ignored = IgnoreInterrupts::new();
-    let for_child = ignored.child_actions();
-    let mut cmd = Command::new(prog);
-    cmd.args(args).stdin(Stdio::piped());
-    // SAFETY: the closure runs in the child between fork and exec and only
-    // calls signal(), which is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            for &(sig, action) in &for_child {
-                libc::signal(sig, action);
+    // A write error is the pager ending before reading everything (broken
+    // pipe); its exit status tells whether that was a failure.
+    let _ = p.write(text);
+    p.finish()
+}
+
+/// A running pager fed piece by piece (`log list`): SIGINT and SIGQUIT are
+/// ignored until [`Pager::finish`].
+pub struct Pager {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    exited: Option<ExitStatus>,
+    name: String,
+    _ignored: IgnoreInterrupts,
+}
+
+impl Pager {
+    /// Start the pager, or `None` if it cannot be started.
+    pub fn spawn(argv: &[String]) -> Option<Pager> {
+        let (prog, args) = argv.split_first()?;
+        let ignored = IgnoreInterrupts::new();
+        let for_child = ignored.child_actions();
+        let mut cmd = Command::new(prog);
+        cmd.args(args).stdin(Stdio::piped());
+        // SAFETY: the closure runs in the child between fork and exec and
+        // only calls signal(), which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || {
+                for &(sig, action) in &for_child {
+                    libc::signal(sig, action);
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().ok()?;
+        let stdin = child.stdin.take();
+        Some(Pager {
+            child,
+            stdin,
+            exited: None,
+            name: argv.join(" "),
+            _ignored: ignored,
+        })
+    }
+
+    /// Write `text`; `false` once the pager is gone (broken pipe).
+    pub fn write(&mut self, text: &str) -> bool {
+        let ok = match self.stdin.as_mut() {
+            Some(s) => s.write_all(text.as_bytes()).is_ok(),
+            None => false,
+        };
+        if !ok {
+            self.stdin = None;
+        }
+        ok
+    }
+
+    /// Wait until the pager has read everything written so far (it wants
+    /// more): `true`; or until it has ended: `false`. A pager reads only
+    /// what it shows, so an empty pipe is the sign it needs the next page;
+    /// the pipe's fill is checked every 20 ms (FIONREAD; nothing else
+    /// tells when a reader drains a pipe).
+    pub fn wants_more(&mut self) -> bool {
+        loop {
+            if self.exited.is_none() {
+                self.exited = self.child.try_wait().ok().flatten();
             }
-            Ok(())
-        });
+            let Some(stdin) = self.stdin.as_ref().filter(|_| self.exited.is_none()) else {
+                return false;
+            };
+            let mut unread: libc::c_int = 0;
+            // SAFETY: FIONREAD stores the pipe's unread byte count in an
+            // int we own.
+            let r = unsafe { libc::ioctl(stdin.as_raw_fd(), libc::FIONREAD, &mut unread) };
+            if r != 0 || unread == 0 {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
-    let Ok(mut child) = cmd.spawn() else {
-        return Paged::NotStarted;
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A write error is the pager ending before reading everything
-        // (broken pipe); its exit status tells whether that was a failure.
-        let _ = stdin.write_all(text.as_bytes());
-    }
-    let status = child.wait();
-    drop(ignored);
-    match status {
-        Ok(st) => judge(&argv.join(" "), st),
-        Err(e) => Paged::Failed(format!("cannot wait for pager '{}': {e}", argv.join(" "))),
+
+    /// Close the pipe and wait for the pager to end.
+    pub fn finish(mut self) -> Paged {
+        self.stdin = None;
+        let status = match self.exited {
+            Some(st) => Ok(st),
+            None => self.child.wait(),
+        };
+        match status {
+            Ok(st) => judge(&self.name, st),
+            Err(e) => Paged::Failed(format!("cannot wait for pager '{}': {e}", self.name)),
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use crate::conn::{self, Client};
 use crate::error::{exit_for_name, names, CliError, Exit};
 use crate::output::Progress;
 
-const DBUS_NAME: &str = "org.freedesktop.DBus";
+pub const DBUS_NAME: &str = "org.freedesktop.DBus";
 const PROPERTIES_IFACE: &str = "org.freedesktop.DBus.Properties";
 const OBJECT_MANAGER_IFACE: &str = "org.freedesktop.DBus.ObjectManager";
 
@@ -63,9 +63,10 @@ impl Style {
     }
 }
 
-/// What the message thread and the SIGINT handler report.
+/// What the message thread and the SIGINT handler report (for task waits
+/// and `log follow`).
 #[derive(Debug)]
-enum Event {
+pub enum Event {
     Changed {
         sender: String,
         props: HashMap<String, OwnedValue>,
@@ -75,6 +76,10 @@ enum Event {
         new_owner: String,
     },
     Removed {
+        sender: String,
+    },
+    /// `Log1.Appended` of the log being followed.
+    Appended {
         sender: String,
     },
     Interrupt,
@@ -240,7 +245,7 @@ fn or_dash(s: &str) -> &str {
 }
 
 /// `AddMatch` with `rule` (a match rule string).
-fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
+pub fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
     client.call(|c| {
         conn::call_str(
             c,
@@ -255,8 +260,9 @@ fn add_match(client: &Client, rule: &str) -> Result<(), CliError> {
 }
 
 /// Read every message of the connection, in order, in a thread; forward
-/// the ones about the wait. Started before any match is added.
-fn spawn_reader(client: &Client, path: &str, tx: Sender<Event>) -> Result<(), CliError> {
+/// the ones about the wait (`path`: the task, or the log followed).
+/// Started before any match is added.
+pub fn spawn_reader(client: &Client, path: &str, tx: Sender<Event>) -> Result<(), CliError> {
     let it = MessageIterator::from(client.connection().clone());
     let path = path.to_owned();
     std::thread::Builder::new()
@@ -304,6 +310,7 @@ fn classify(msg: &Message, path: &str) -> Option<Event> {
                 invalidated: !invalidated.is_empty(),
             })
         }
+        (bmcd_api::LOG_IFACE, "Appended") if at == path => Some(Event::Appended { sender }),
         (OBJECT_MANAGER_IFACE, "InterfacesRemoved") if at == bmcd_api::ROOT_PATH => {
             let (object, ifaces): (OwnedObjectPath, Vec<String>) = msg.body().deserialize().ok()?;
             (object.as_str() == path && ifaces.iter().any(|i| i == bmcd_api::TASK_IFACE))
@@ -399,13 +406,13 @@ static WAKE_FD: AtomicI32 = AtomicI32::new(-1);
 /// reads it and sends the event. A SIGINT ignored at start stays ignored.
 /// Dropping the guard puts the previous action back and closes the pair
 /// (the thread then reads EOF and ends).
-struct Sigint {
+pub struct Sigint {
     previous: Option<libc::sigaction>,
     wake: Option<UnixStream>,
 }
 
 impl Sigint {
-    fn install(tx: Sender<Event>) -> Sigint {
+    pub fn install(tx: Sender<Event>) -> Sigint {
         let mut guard = Sigint {
             previous: None,
             wake: None,

@@ -644,6 +644,7 @@ fn logs_and_dumps_every_method_and_property() {
     let d = DumpEntryProxyBlocking::builder(env.conn())
         .path(path.clone())
         .unwrap()
+        .cache_properties(bmcd_tests::zbus::proxy::CacheProperties::No)
         .build()
         .unwrap();
     assert!(d.id().unwrap() >= 1);

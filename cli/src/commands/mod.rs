@@ -3,8 +3,10 @@
 //! module. No command prints.
 
 pub mod chassis;
+pub mod diag;
 pub mod fan;
 pub mod firmware;
+pub mod log;
 pub mod task;
 pub mod whoami;
 
@@ -23,6 +25,8 @@ pub struct Ctx {
     pub json: bool,
     pub quiet: bool,
     pub yes: bool,
+    /// `--no-pager` (`log list` pages itself).
+    pub no_pager: bool,
     pub address: BusAddress,
     pub timeout: Duration,
     /// How to get a password when bmcd asks for re-authentication.
@@ -51,6 +55,8 @@ pub fn run(cmd: Cmd, ctx: &Ctx) -> Result<Output, CliError> {
         Cmd::Fan { cmd } => fan::run(cmd, ctx),
         Cmd::Task { cmd } => task::run(cmd, ctx),
         Cmd::Firmware { cmd } => firmware::run(cmd, ctx),
+        Cmd::Log { cmd } => log::run(cmd, ctx),
+        Cmd::Diag { cmd } => diag::run(cmd, ctx),
         Cmd::Whoami => whoami::run(ctx),
     }
 }
