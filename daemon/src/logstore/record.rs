@@ -124,13 +124,14 @@ fn str_of<'a>(r: &mut Reader<'a>) -> Result<&'a str, RecordError> {
     std::str::from_utf8(r.take(n)?).map_err(|_| RecordError::BadBody)
 }
 
-/// The head of the record at the start of `buf`, without allocating.
-pub fn peek(buf: &[u8]) -> Result<Head<'_>, RecordError> {
-    if buf.len() < HEADER {
+/// The body of the record at the start of `buf`, its length and CRC
+/// checked.
+fn framed_body(buf: &[u8]) -> Result<&[u8], RecordError> {
+    let (Some(len), Some(crc)) = (buf.get(0..4), buf.get(4..HEADER)) else {
         return Err(RecordError::Truncated);
-    }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
+    };
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    let crc = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
     if !(17..=MAX_BODY).contains(&len) {
         return Err(RecordError::BadLength);
     }
@@ -140,6 +141,13 @@ pub fn peek(buf: &[u8]) -> Result<Head<'_>, RecordError> {
     if CRC32C.checksum(body) != crc {
         return Err(RecordError::BadCrc);
     }
+    Ok(body)
+}
+
+/// The head of the record at the start of `buf`, without allocating.
+pub fn peek(buf: &[u8]) -> Result<Head<'_>, RecordError> {
+    let body = framed_body(buf)?;
+    let len = body.len();
     let mut r = Reader(body);
     let id = r.u64()?;
     let time_us = r.u64()?;
@@ -156,20 +164,8 @@ pub fn peek(buf: &[u8]) -> Result<Head<'_>, RecordError> {
 
 /// Decode the record at the start of `buf`.
 pub fn decode(buf: &[u8]) -> Result<Decoded, RecordError> {
-    if buf.len() < HEADER {
-        return Err(RecordError::Truncated);
-    }
-    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
-    if !(17..=MAX_BODY).contains(&len) {
-        return Err(RecordError::BadLength);
-    }
-    let body = buf
-        .get(HEADER..HEADER + len)
-        .ok_or(RecordError::Truncated)?;
-    if CRC32C.checksum(body) != crc {
-        return Err(RecordError::BadCrc);
-    }
+    let body = framed_body(buf)?;
+    let len = body.len();
     let mut r = Reader(body);
     let id = r.u64()?;
     let time_us = r.u64()?;

@@ -126,16 +126,7 @@ impl Seg {
     /// Decode every record of block `b`, in order. A record that no
     /// longer decodes (damaged after open) ends the block.
     pub fn read_block(&mut self, b: usize, out: &mut Vec<Entry>) -> Result<(), StoreError> {
-        let Some(&(_, start)) = self.index.get(b) else {
-            return Ok(());
-        };
-        let end = self.index.get(b + 1).map_or(self.bytes, |p| u64::from(p.1));
-        let start = u64::from(start);
-        let len = usize::try_from(end.saturating_sub(start)).unwrap_or(0);
-        let mut buf = vec![0u8; len];
-        let path = self.path.display().to_string();
-        let f = self.file()?;
-        read_exact_at(f, &mut buf, start).map_err(io(format!("read {path}")))?;
+        let buf = self.block_bytes(b)?;
         let mut at = 0;
         while at < buf.len() {
             match decode(&buf[at..]) {
