@@ -62,6 +62,19 @@ impl Log {
         r
     }
 
+    /// Clear, and write the entry `first(removed, generation)` makes as the
+    /// new generation's first entry, with no other append in between (see
+    /// `LogStore::clear_then_append`); how many entries went.
+    pub fn clear_then_append(
+        &self,
+        first: impl FnOnce(u64, u64) -> NewEntry,
+        d: Durability,
+    ) -> Result<u64, StoreError> {
+        let r = self.store.clear_then_append(first, d);
+        self.publish();
+        r.map(|(removed, _)| removed)
+    }
+
     /// Send the store's counters to the watchers if they changed.
     pub fn publish(&self) {
         let now = self.store.stats();

@@ -198,24 +198,31 @@ impl LogIface {
     /// Clear the event log, write `Log.Cleared` as the new generation's
     /// first entry and `Audit.LogCleared` (Sync) to the audit log.
     async fn clear_events(&self, caller: Caller) -> Result<(), Error> {
-        let (log, logs, uid) = (self.log.clone(), self.logs.clone(), caller.uid);
+        let (log, uid) = (self.log.clone(), caller.uid);
         let (removed, generation, user) = crate::sync::off_runtime(
             move || {
-                let removed = log.clear()?;
-                let generation = log.store.stats().generation;
                 let user = user_of(Some(uid));
-                logs.event(
-                    LogSeverity::Notice,
-                    "log",
-                    "Log.Cleared",
-                    format!("event log cleared by {user} (uid {uid}): {removed} entries removed"),
-                    &[
-                        ("user", user.clone()),
-                        ("uid", uid.to_string()),
-                        ("generation", generation.to_string()),
-                        ("removed", removed.to_string()),
-                    ],
-                );
+                let who = user.clone();
+                let removed = log.clear_then_append(
+                    |removed, generation| NewEntry {
+                        time_us: now_us(),
+                        severity: LogSeverity::Notice.level(),
+                        source: "log".into(),
+                        message_id: "Log.Cleared".into(),
+                        message: format!(
+                            "event log cleared by {who} (uid {uid}): {removed} entries removed"
+                        ),
+                        data: vec![
+                            ("user".into(), who.clone()),
+                            ("uid".into(), uid.to_string()),
+                            ("generation".into(), generation.to_string()),
+                            ("removed".into(), removed.to_string()),
+                        ],
+                    },
+                    Durability::Sync,
+                )?;
+                let generation = log.store.stats().generation;
+                log::info!("log: event log cleared by {user} (uid {uid}): {removed} entries removed [Log.Cleared]");
                 Ok::<_, StoreError>((removed, generation, user))
             },
             |e| StoreError::Io("log clear worker".into(), std::io::Error::other(e)),

@@ -604,7 +604,15 @@ impl LogStore {
     /// first and last new ids. An empty batch returns (next id, next id
     /// - 1) and writes nothing.
     pub fn append_batch(&self, es: Vec<NewEntry>, d: Durability) -> Result<(u64, u64), StoreError> {
-        let mut g = lock(&self.inner);
+        self.append_locked(&mut lock(&self.inner), es, d)
+    }
+
+    fn append_locked(
+        &self,
+        g: &mut Inner,
+        es: Vec<NewEntry>,
+        d: Durability,
+    ) -> Result<(u64, u64), StoreError> {
         let first = g.next_id;
         if es.is_empty() {
             return Ok((first, first.saturating_sub(1)));
@@ -890,7 +898,26 @@ impl LogStore {
     /// many entries were removed. The meta (new generation, `cleared_below`)
     /// is durable before any segment is deleted.
     pub fn clear(&self) -> Result<u64, StoreError> {
+        self.clear_locked(&mut lock(&self.inner))
+    }
+
+    /// Clear, then append the entry `first(removed, generation)` makes,
+    /// under one lock: no other append can come between, so it is the new
+    /// generation's first entry. Returns how many entries went and the new
+    /// entry's id.
+    pub fn clear_then_append(
+        &self,
+        first: impl FnOnce(u64, u64) -> NewEntry,
+        d: Durability,
+    ) -> Result<(u64, u64), StoreError> {
         let mut g = lock(&self.inner);
+        let removed = self.clear_locked(&mut g)?;
+        let e = first(removed, g.generation);
+        let (id, _) = self.append_locked(&mut g, vec![e], d)?;
+        Ok((removed, id))
+    }
+
+    fn clear_locked(&self, g: &mut Inner) -> Result<u64, StoreError> {
         let n = g.count;
         let m = Meta {
             next_id: g.next_id,

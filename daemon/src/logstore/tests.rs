@@ -925,3 +925,51 @@ fn pages_during_rotation_and_clear() {
     assert!(pages > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `clear_then_append` makes its entry the new generation's first, even
+/// while another thread appends all the time.
+#[test]
+fn clear_then_append_is_first_of_the_new_generation() {
+    let dir = fast_tmpdir("clear-first");
+    let (s, _) = LogStore::open(&dir, BIG).unwrap();
+    let s = std::sync::Arc::new(s);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let w = {
+        let (s, stop) = (s.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                s.append(realistic(i), Durability::Deferred).unwrap();
+                i += 1;
+            }
+        })
+    };
+    while s.stats().count < 50 {
+        std::thread::yield_now();
+    }
+    for round in 0..20u64 {
+        let before = s.stats();
+        let (removed, id) = s
+            .clear_then_append(
+                |removed, generation| {
+                    let mut e = realistic(removed);
+                    e.message_id = format!("Test.Cleared.{generation}");
+                    e
+                },
+                Durability::Sync,
+            )
+            .unwrap();
+        assert!(removed >= 1 || round > 0);
+        assert!(id > before.last_id, "ids go on");
+        let (page, _) = (s.page(0, 1, &Query::default()).unwrap(), ());
+        let first = &page.entries[0];
+        assert_eq!(first.id, id);
+        assert_eq!(
+            first.message_id,
+            format!("Test.Cleared.{}", before.generation + 1)
+        );
+        assert_eq!(s.stats().generation, before.generation + 1);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    w.join().unwrap();
+}
