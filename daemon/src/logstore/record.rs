@@ -97,12 +97,14 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
-    fn string(&mut self) -> Result<String, RecordError> {
+    /// A u16-length-prefixed UTF-8 string, borrowed (its length is checked
+    /// against the remaining bytes before anything is allocated).
+    fn str(&mut self) -> Result<&'a str, RecordError> {
         let n = self.u16()?;
-        let b = self.take(n)?; // checked against remaining bytes before allocating
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| RecordError::BadBody)
+        std::str::from_utf8(self.take(n)?).map_err(|_| RecordError::BadBody)
+    }
+    fn string(&mut self) -> Result<String, RecordError> {
+        self.str().map(str::to_owned)
     }
 }
 
@@ -117,11 +119,6 @@ pub struct Head<'a> {
     pub message_id: &'a str,
     /// Bytes the whole record takes.
     pub len: usize,
-}
-
-fn str_of<'a>(r: &mut Reader<'a>) -> Result<&'a str, RecordError> {
-    let n = r.u16()?;
-    std::str::from_utf8(r.take(n)?).map_err(|_| RecordError::BadBody)
 }
 
 /// The body of the record at the start of `buf`, its length and CRC
@@ -146,35 +143,31 @@ fn framed_body(buf: &[u8]) -> Result<&[u8], RecordError> {
 
 /// The head of the record at the start of `buf`, without allocating.
 pub fn peek(buf: &[u8]) -> Result<Head<'_>, RecordError> {
+    head(buf).map(|(h, _)| h)
+}
+
+/// The head of the record at the start of `buf` and a reader at the rest
+/// of its body (message and data).
+fn head(buf: &[u8]) -> Result<(Head<'_>, Reader<'_>), RecordError> {
     let body = framed_body(buf)?;
-    let len = body.len();
     let mut r = Reader(body);
-    let id = r.u64()?;
-    let time_us = r.u64()?;
-    let severity = r.take(1)?[0];
-    Ok(Head {
-        id,
-        time_us,
-        severity,
-        source: str_of(&mut r)?,
-        message_id: str_of(&mut r)?,
-        len: HEADER + len,
-    })
+    let h = Head {
+        id: r.u64()?,
+        time_us: r.u64()?,
+        severity: r.take(1)?[0],
+        source: r.str()?,
+        message_id: r.str()?,
+        len: HEADER + body.len(),
+    };
+    Ok((h, r))
 }
 
 /// Decode the record at the start of `buf`.
 pub fn decode(buf: &[u8]) -> Result<Decoded, RecordError> {
-    let body = framed_body(buf)?;
-    let len = body.len();
-    let mut r = Reader(body);
-    let id = r.u64()?;
-    let time_us = r.u64()?;
-    let severity = r.take(1)?[0];
-    if severity > 7 {
+    let (h, mut r) = head(buf)?;
+    if h.severity > 7 {
         return Err(RecordError::BadBody);
     }
-    let source = r.string()?;
-    let message_id = r.string()?;
     let message = r.string()?;
     let pairs = r.u16()?;
     if pairs > MAX_DATA_PAIRS {
@@ -191,15 +184,15 @@ pub fn decode(buf: &[u8]) -> Result<Decoded, RecordError> {
     }
     Ok(Decoded {
         entry: Entry {
-            id,
-            time_us,
-            severity,
-            source,
-            message_id,
+            id: h.id,
+            time_us: h.time_us,
+            severity: h.severity,
+            source: h.source.to_owned(),
+            message_id: h.message_id.to_owned(),
             message,
             data,
         },
-        len: HEADER + len,
+        len: h.len,
     })
 }
 
