@@ -275,11 +275,10 @@ async fn failed_cancelled_and_interrupted_updates_are_events() {
     r.tasks.shutdown();
     r.hold.store(false, AtOrd::SeqCst);
     assert_eq!(wait_final(&r, id).await.state, TaskState::Interrupted);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while events(&r, "Firmware.UpdateFailed").len() < 3 {
-        assert!(std::time::Instant::now() < deadline, "no third event");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_until("a third UpdateFailed event", || {
+        events(&r, "Firmware.UpdateFailed").len() >= 3
+    })
+    .await;
     let evs = events(&r, "Firmware.UpdateFailed");
     assert_eq!(evs.len(), 3, "{evs:?}");
     assert_eq!(evs[2]["task"], id.to_string());
@@ -299,11 +298,10 @@ async fn an_update_cut_by_a_crash_is_an_event_at_the_next_start() {
         )
         .await
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while slot_b(&r).state != FirmwareState::Writing {
-        assert!(std::time::Instant::now() < deadline, "never Writing");
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    wait_until("slot b Writing", || {
+        slot_b(&r).state == FirmwareState::Writing
+    })
+    .await;
     // A second daemon on the same state, the first one still "running".
     // The first daemon's task store, the task still Running in it.
     let r2 = open_rig_with(
@@ -347,6 +345,19 @@ async fn wait_final(r: &Rig, id: u64) -> crate::tasks::TaskSnapshot {
     let mut rx = r.tasks.get(id).unwrap();
     let s = rx.wait_for(|s| s.state.is_final()).await.unwrap().clone();
     s
+}
+
+/// Wait (up to 20 s) until `cond` holds; state the controller changes
+/// from another thread has no channel to wait on here.
+async fn wait_until(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
 }
 
 fn slot_b(r: &Rig) -> SlotInfo {
