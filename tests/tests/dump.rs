@@ -11,9 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use bmcd_tests::bmcd_api::{
-    self as api, dump_result, DumpEntryProxyBlocking, DumpManagerProxyBlocking, TaskProxyBlocking,
-    TaskState,
+    self as api, dump_result, DumpEntryProxyBlocking, DumpManagerProxyBlocking, TaskState,
 };
+use bmcd_tests::firmware::task_proxy;
 use bmcd_tests::security::{gdbus_result, Pam, SecEnv, Who};
 use bmcd_tests::serde_json::{self, json, Value};
 use bmcd_tests::zbus::zvariant::{ObjectPath, OwnedValue};
@@ -35,21 +35,12 @@ fn entry(env: &Env, path: &str) -> DumpEntryProxyBlocking<'static> {
         .unwrap()
 }
 
-fn task(env: &Env, path: &str) -> TaskProxyBlocking<'static> {
-    TaskProxyBlocking::builder(env.conn())
-        .path(path.to_owned())
-        .unwrap()
-        .cache_properties(bmcd_tests::zbus::proxy::CacheProperties::No)
-        .build()
-        .unwrap()
-}
-
 fn create(env: &Env) -> String {
     manager(env).create(no_options()).unwrap().to_string()
 }
 
 fn wait_task(env: &Env, path: &str, want: TaskState) {
-    let t = task(env, path);
+    let t = task_proxy(env, path);
     let got = wait_value(
         &format!("task {path} to end"),
         LONG,
@@ -61,7 +52,7 @@ fn wait_task(env: &Env, path: &str, want: TaskState) {
 
 /// The finished task's Result: (dump path, size, truncated).
 fn result(env: &Env, path: &str) -> (String, u64, bool) {
-    let r: HashMap<String, OwnedValue> = task(env, path).result().unwrap();
+    let r: HashMap<String, OwnedValue> = task_proxy(env, path).result().unwrap();
     let dump = ObjectPath::try_from(r[dump_result::DUMP].try_clone().unwrap())
         .unwrap()
         .to_string();
@@ -196,7 +187,7 @@ fn create_open_and_read_every_part() {
         .unwrap_or_else(|| panic!("gdbus: {r}"))
         .to_owned();
     assert!(t.starts_with("/org/bmcd/tasks/"), "{t}");
-    assert_eq!(task(&env, &t).kind().unwrap(), "Dump");
+    assert_eq!(task_proxy(&env, &t).kind().unwrap(), "Dump");
     wait_task(&env, &t, TaskState::Completed);
     let (path, size, truncated) = result(&env, &t);
     assert_eq!(path, api::dump_path(1));
@@ -354,7 +345,7 @@ fn one_at_a_time_cancel_then_again() {
     let env = Env::new();
     slow_part(&env);
     let t = create(&env);
-    let tp = task(&env, &t);
+    let tp = task_proxy(&env, &t);
     wait_until("the dump collecting", LONG, || {
         tp.phase().unwrap() == "Collect" && tp.cancellable().unwrap()
     });
@@ -508,7 +499,7 @@ fn delete_restart_and_kill() {
     // start, the task comes back Interrupted, ids go on.
     slow_part(&env);
     let t = create(&env);
-    let tp = task(&env, &t);
+    let tp = task_proxy(&env, &t);
     let dir = env.daemon.state_dir().join("dumps");
     let tmp = dir.join(".3.tar.gz.tmp");
     wait_until("the dump writing", LONG, || {
@@ -519,7 +510,10 @@ fn delete_restart_and_kill() {
     std::fs::remove_file(env.daemon.state_dir().join("zz-slow.json")).unwrap();
     env.daemon.start_again();
     assert!(!tmp.exists());
-    assert_eq!(task(&env, &t).state().unwrap(), TaskState::Interrupted);
+    assert_eq!(
+        task_proxy(&env, &t).state().unwrap(),
+        TaskState::Interrupted
+    );
     assert!(served(&env, &p1));
     let p4 = make(&env);
     assert_eq!(p4, api::dump_path(4));

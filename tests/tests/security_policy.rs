@@ -520,8 +520,8 @@ fn expected_denial(case: &Case, row: &Row, system_like: bool, who_role: Role) ->
     }
 }
 
-/// The newest task's object path.
-fn newest_task(env: &SecEnv) -> String {
+/// The paths of every object the ObjectManager lists now.
+fn object_paths(env: &SecEnv) -> Vec<String> {
     let om = bmcd_tests::zbus::blocking::fdo::ObjectManagerProxy::builder(env.conn())
         .destination(bmcd_api::BUS_NAME)
         .unwrap()
@@ -531,8 +531,16 @@ fn newest_task(env: &SecEnv) -> String {
         .unwrap();
     om.get_managed_objects()
         .unwrap()
-        .keys()
-        .filter_map(|p| bmcd_api::task_id(p.as_str()))
+        .into_keys()
+        .map(|p| p.to_string())
+        .collect()
+}
+
+/// The newest task's object path.
+fn newest_task(env: &SecEnv) -> String {
+    object_paths(env)
+        .iter()
+        .filter_map(|p| bmcd_api::task_id(p))
         .max()
         .map(bmcd_api::task_path)
         .expect("no task object")
@@ -567,19 +575,10 @@ fn prepare(env: &SecEnv, who: &Who, case: &Case) {
 
 /// The newest dump's object path, if there is a dump.
 fn newest_dump(env: &SecEnv) -> Option<String> {
-    let om = bmcd_tests::zbus::blocking::fdo::ObjectManagerProxy::builder(env.conn())
-        .destination(bmcd_api::BUS_NAME)
-        .unwrap()
-        .path(ROOT_PATH)
-        .unwrap()
-        .build()
-        .unwrap();
-    om.get_managed_objects()
-        .unwrap()
-        .keys()
+    object_paths(env)
+        .iter()
         .filter_map(|p| {
-            p.as_str()
-                .strip_prefix(DUMPS_PATH)?
+            p.strip_prefix(DUMPS_PATH)?
                 .strip_prefix('/')?
                 .parse::<u64>()
                 .ok()
