@@ -581,12 +581,7 @@ fn sha256_file(path: &Path) -> io::Result<(u64, String)> {
         h.update(&buf[..n]);
         size += n as u64;
     }
-    let digest = h.finalize();
-    let mut hex = String::with_capacity(64);
-    for b in digest.iter() {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    Ok((size, hex))
+    Ok((size, bmcd_image::hex(&h.finalize())))
 }
 
 /// This machine's name, for file names: `[A-Za-z0-9.-]`, others `_`.

@@ -996,7 +996,7 @@ impl Firmware {
                 slot.name
             )));
         }
-        let got = hex(&h.finalize());
+        let got = bmcd_image::hex(&h.finalize());
         if got != want {
             return Err(FirmwareError::FlashWrite(format!(
                 "slot {}: read back SHA-256 {got}, the image says {want}",
@@ -1217,16 +1217,6 @@ fn fraction(done: u64, total: u64) -> f64 {
     } else {
         done as f64 / total as f64
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub use error::ImageError;
 #[cfg(feature = "keygen")]
 pub use keys::{generate_signing_key, read_signing_key, write_key_pair};
 pub use keys::{key_id, read_verifying_key, KeyId, Keyring};
-pub use manifest::{Manifest, PayloadInfo};
+pub use manifest::{hex, Manifest, PayloadInfo};
 pub use pack::{pack, pack_files, ImageMeta, PayloadSource};
 pub use reader::{read_header, sha256_hex, Header, ImageReader, PayloadStream, VerifiedImage};
 
