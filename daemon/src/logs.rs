@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bmcd_api::LogSeverity;
 use tokio::sync::watch;
 
+use crate::clock::now_us;
 use crate::config::LogsConfig;
 use crate::logstore::{Durability, LogStore, NewEntry, OpenReport, Stats, StoreError};
 
@@ -94,13 +95,6 @@ impl Log {
 pub struct Logs {
     pub event: Arc<Log>,
     pub audit: Arc<Log>,
-}
-
-/// Microseconds since the Unix epoch, now.
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 
 impl Logs {

@@ -263,7 +263,7 @@ impl Auth {
                     format!(" ({detail})")
                 };
                 crate::logstore::NewEntry {
-                    time_us: crate::logs::now_us(),
+                    time_us: crate::clock::now_us(),
                     severity: severity.level(),
                     source: "auth".into(),
                     message_id: "Audit.Authentication".into(),

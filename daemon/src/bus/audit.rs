@@ -17,7 +17,8 @@ use bmcd_api::{Error, LogSeverity};
 use zbus::DBusError;
 
 use crate::auth::Caller;
-use crate::logs::{now_us, Log};
+use crate::clock::now_us;
+use crate::logs::Log;
 use crate::logstore::{Durability, NewEntry, StoreError};
 
 /// One audited call.

@@ -25,7 +25,8 @@ use zbus::Connection;
 use super::audit::{append_sync, user_of};
 use super::method::{parse, Methods, Options};
 use crate::auth::{Caller, Role};
-use crate::logs::{now_us, Log, Logs};
+use crate::clock::now_us;
+use crate::logs::{Log, Logs};
 use crate::logstore::{Direction, Durability, Entry, NewEntry, Page, Query, Stats, StoreError};
 
 impl From<StoreError> for Error {
