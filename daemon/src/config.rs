@@ -554,6 +554,15 @@ pub struct SimConfig {
     /// Seed of the tach noise generator (reproducible runs).
     #[serde(default)]
     pub seed: u64,
+    /// Real power lines in place of the simulator's power sequencing, for
+    /// board bring-up with the power lines wired before the fan controller:
+    /// only `{"type": "gpio", …}` (as under a hardware platform). With it,
+    /// the `power_on_delay_ms`, `host_shutdown_ms`, `force_off_hold_ms` and
+    /// `host_responsive` settings are unused, and the simulated sensors see
+    /// the host off. The mirror image of a hardware platform with
+    /// `power.type` `sim`.
+    #[serde(default)]
+    pub power: Option<PowerConfig>,
 }
 
 impl SimConfig {
@@ -569,6 +578,7 @@ impl SimConfig {
             force_off_hold_ms: p.force_off_hold_ms,
             host_responsive: p.host_responsive,
             seed: 0,
+            power: None,
         }
     }
 }
@@ -1217,6 +1227,12 @@ impl Config {
                         1,
                         100_000,
                     )?;
+                }
+                if let Some(PowerConfig::Sim(_)) = s.power {
+                    return Err("platform.power.type: `sim` is not accepted on the sim \
+                                platform, whose power is simulated already; use `gpio` \
+                                or leave `power` out"
+                        .into());
                 }
                 self.validate_sim_power(
                     "platform",
@@ -2194,5 +2210,73 @@ mod tests {
                 .unwrap_or_default();
             assert!(e.contains(want), "{want}: {e}");
         }
+    }
+
+    /// The sim platform with real GPIO power (board bring-up: power lines
+    /// before the fan controller): the hardware example's `power` block
+    /// moved under the default sim platform.
+    #[test]
+    fn sim_platform_takes_gpio_power_only() {
+        use serde_json::json;
+        let hw: serde_json::Value = serde_json::from_str(&example_text()).unwrap_or_default();
+        let gpio = hw["platform"]["power"].clone();
+        assert_eq!(gpio["type"], json!("gpio"));
+        let with_power = |power: serde_json::Value| {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&default_text()).unwrap_or_default();
+            v["platform"]["power"] = power;
+            Config::parse(&v.to_string())
+        };
+
+        let c = with_power(gpio.clone());
+        assert!(c.is_ok(), "{:?}", c.err());
+        let Ok(Config {
+            platform: PlatformConfig::Sim(s),
+            ..
+        }) = c
+        else {
+            panic!("not a sim platform")
+        };
+        let Some(PowerConfig::Gpio(g)) = &s.power else {
+            panic!("no gpio power: {:?}", s.power)
+        };
+        assert_eq!(g.chip, PathBuf::from("/dev/gpiochip0"));
+        assert_eq!(g.power_good.name, "power-chassis-good");
+        assert!(g.power_button.active_low);
+        assert!(g.identify_led.is_some());
+        assert!(!s.fans.is_empty(), "the fans stay simulated");
+
+        // Without `power`, the simulator's own sequencing, as before.
+        let c = Config::parse(&default_text());
+        assert!(
+            matches!(&c, Ok(Config { platform: PlatformConfig::Sim(s), .. }) if s.power.is_none())
+        );
+
+        // `sim` would be the simulator twice over: refused, by path.
+        let e = with_power(json!({"type": "sim"})).err().unwrap_or_default();
+        assert!(
+            e.starts_with("platform.power.type: `sim` is not accepted"),
+            "{e}"
+        );
+
+        // Errors inside the block name their full path, as on hardware.
+        let mut bad = gpio.clone();
+        if let Some(o) = bad.as_object_mut() {
+            o.remove("chip");
+        }
+        let e = with_power(bad).err().unwrap_or_default();
+        assert!(e.contains("platform.power: missing field `chip`"), "{e}");
+        let mut bad = gpio;
+        bad["power_good"]["active_low"] = json!("yes");
+        let e = with_power(bad).err().unwrap_or_default();
+        assert!(
+            e.contains("platform.power.power_good.active_low: invalid type"),
+            "{e}"
+        );
+        let e = with_power(json!({"type": "i2c"})).err().unwrap_or_default();
+        assert!(
+            e.contains("platform.power.type: unknown variant `i2c`"),
+            "{e}"
+        );
     }
 }

@@ -190,8 +190,16 @@ pub fn build(cfg: &crate::config::PlatformConfig) -> HwResult<Platform> {
     match cfg {
         PlatformConfig::Sim(c) => {
             let sim = Arc::new(sim::Sim::new(c));
+            let power: Arc<dyn PowerHw> = match &c.power {
+                // Board bring-up: real power lines, simulated fans and
+                // sensors.
+                Some(PowerConfig::Gpio(g)) => Arc::new(gpio::GpioPower::open(g)?),
+                // `sim` is refused by the configuration's validation; it
+                // would mean the simulator's own sequencing anyway.
+                Some(PowerConfig::Sim(_)) | None => sim.clone(),
+            };
             Ok(Platform {
-                power: sim.clone(),
+                power,
                 fans: sim.clone(),
                 temps: sim.clone(),
                 sim: Some(sim),
@@ -275,5 +283,40 @@ mod tests {
             .map(|e| e.to_string());
         assert!(e.is_some_and(|e| e.contains("101 is outside 0..=100")));
         assert!(serde_json::from_str::<Percent>("-1").is_err());
+    }
+
+    /// The sim platform with GPIO power opens the chip: a missing one is a
+    /// named error at start, not a silent fallback to simulated power.
+    #[test]
+    fn sim_platform_with_gpio_power_needs_its_chip() {
+        let text =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../config/bmcd.json"))
+                .unwrap_or_default();
+        let mut v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["platform"]["power"] = serde_json::json!({
+            "type": "gpio",
+            "chip": "/nonexistent/gpiochip9",
+            "power_button": {"name": "pwr"},
+            "reset_button": {"name": "rst"},
+            "power_good": {"name": "pgood"}
+        });
+        let cfg = crate::config::Config::parse(&v.to_string());
+        let Ok(cfg) = cfg else {
+            panic!("{:?}", cfg.err())
+        };
+        match build(&cfg.platform) {
+            Err(HwError::NotFound(m)) => assert!(m.contains("/nonexistent/gpiochip9"), "{m}"),
+            Err(e) => panic!("wrong error: {e}"),
+            Ok(_) => panic!("built without its GPIO chip"),
+        }
+        // Without the block, the simulator powers the host as before.
+        if let Some(o) = v["platform"].as_object_mut() {
+            o.remove("power");
+        }
+        let cfg = crate::config::Config::parse(&v.to_string());
+        let Ok(cfg) = cfg else {
+            panic!("{:?}", cfg.err())
+        };
+        assert!(build(&cfg.platform).is_ok_and(|p| p.sim.is_some()));
     }
 }

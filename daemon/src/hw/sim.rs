@@ -684,6 +684,7 @@ mod tests {
             force_off_hold_ms: 4000,
             host_responsive: true,
             seed: 1,
+            power: None,
         }
     }
 
