@@ -2278,5 +2278,19 @@ mod tests {
             e.contains("platform.power.type: unknown variant `i2c`"),
             "{e}"
         );
+
+        // The AST2600 VM leg's board config (scripts/vm/ast2600/run) is one.
+        let ast = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/vm/ast2600/bmcd.json"
+        ))
+        .unwrap_or_default();
+        let c = Config::parse(&ast);
+        assert!(
+            matches!(&c, Ok(Config { platform: PlatformConfig::Sim(s), .. })
+                if matches!(s.power, Some(PowerConfig::Gpio(_)))),
+            "{:?}",
+            c.err()
+        );
     }
 }
