@@ -3,7 +3,7 @@
 //! and `bmcctl` (or `$BMCD_<ARCH>_BIN` and `$BMCCTL_<ARCH>_BIN` name files):
 //! without them the qemu-user tests of that ARM daemon
 //! (`tests/tests/arm_bmcd.rs`) are ignored, which cargo reports as such, not
-//! as passed. scripts/test always builds the armv7 ones.
+//! as passed. scripts/test always builds them.
 
 use std::path::PathBuf;
 

@@ -8,7 +8,7 @@
 //!
 //! Each arch's test is ignored (reported as such by cargo) when its
 //! binaries were not built (see tests/build.rs); scripts/test always builds
-//! the armv7 ones.
+//! them.
 
 use bmcd_tests::bmcd_api::{self, PowerState, RestorePolicy};
 use bmcd_tests::cross::Cross;
@@ -33,9 +33,7 @@ fn armv7_bmcd_and_bmcctl_under_qemu() {
     bmcd_and_bmcctl_under_qemu(&Cross::armv7());
 }
 
-/// The same for aarch64; scripts/test builds only armv7, so this one runs
-/// after `scripts/cross-build --target aarch64` (or a plain
-/// `scripts/cross-build`).
+/// The same for aarch64.
 #[test]
 #[cfg_attr(
     not(bmcd_cross_aarch64),
