@@ -1,6 +1,7 @@
 //! The daemon under test: `bmcd` with a quick test configuration, its own
 //! state directory and log, on a [`TestBus`].
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -61,6 +62,28 @@ pub fn test_config(state_dir: &Path) -> Value {
     v
 }
 
+/// How a daemon is started: `program ARGS... --config ...`. By default the
+/// program is [`crate::bmcd_bin`] with no arguments before bmcd's own; a
+/// cross-built bmcd runs through qemu-user
+/// (`qemu-arm-static -L SYSROOT ... target/cross/armv7/bmcd`). Signals,
+/// the process id and the bus credentials are the launcher's, which for
+/// qemu-user are the guest's (one process).
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+impl Launcher {
+    /// [`crate::bmcd_bin`], run directly.
+    pub fn native() -> Launcher {
+        Launcher {
+            program: crate::bmcd_bin(),
+            args: Vec::new(),
+        }
+    }
+}
+
 /// A running `bmcd`; stopped with SIGTERM (then SIGKILL) on drop.
 pub struct Daemon {
     dir: TempDir,
@@ -72,6 +95,9 @@ pub struct Daemon {
     child: Mutex<Option<Child>>,
     /// Extra environment variables of the daemon process.
     env: Vec<(String, String)>,
+    launcher: Launcher,
+    /// The pam_wrapper directory of the running daemon and its pid.
+    pam_dir: Mutex<Option<(u32, PathBuf)>>,
 }
 
 impl Daemon {
@@ -85,23 +111,47 @@ impl Daemon {
         let dir = TempDir::new("bmcd");
         let mut cfg = test_config(&dir.join("state"));
         tweak(&mut cfg);
-        Daemon::start_in(bus, dir, cfg, Vec::new())
+        Daemon::start_in(bus, dir, cfg, Vec::new(), Launcher::native())
     }
 
     /// Start with a complete configuration of the test's own (its
     /// `state_dir` is replaced by the daemon's temporary one).
     pub fn start_config(bus: &TestBus, cfg: Value) -> Daemon {
-        Daemon::start_in(bus, TempDir::new("bmcd"), cfg, Vec::new())
+        Daemon::start_in(
+            bus,
+            TempDir::new("bmcd"),
+            cfg,
+            Vec::new(),
+            Launcher::native(),
+        )
     }
 
     /// Like [`Daemon::start_config`], with extra environment variables for
     /// the daemon process (e.g. pam_wrapper's, see [`crate::security::Pam::env`]);
     /// they apply to every (re)start.
     pub fn start_config_env(bus: &TestBus, cfg: Value, env: Vec<(String, String)>) -> Daemon {
-        Daemon::start_in(bus, TempDir::new("bmcd"), cfg, env)
+        Daemon::start_in(bus, TempDir::new("bmcd"), cfg, env, Launcher::native())
     }
 
-    fn start_in(bus: &TestBus, dir: TempDir, mut cfg: Value, env: Vec<(String, String)>) -> Daemon {
+    /// Like [`Daemon::start_config_env`], started through `launcher` (e.g.
+    /// an ARM bmcd under qemu-user); the variables in `env` are set on the
+    /// launcher's process (qemu-user hands its environment to the guest).
+    pub fn start_launched(
+        bus: &TestBus,
+        cfg: Value,
+        env: Vec<(String, String)>,
+        launcher: Launcher,
+    ) -> Daemon {
+        Daemon::start_in(bus, TempDir::new("bmcd"), cfg, env, launcher)
+    }
+
+    fn start_in(
+        bus: &TestBus,
+        dir: TempDir,
+        mut cfg: Value,
+        env: Vec<(String, String)>,
+        launcher: Launcher,
+    ) -> Daemon {
         let state_dir = dir.join("state");
         cfg["state_dir"] = json!(state_dir);
         let config = dir.join("bmcd.json");
@@ -119,6 +169,8 @@ impl Daemon {
             conn: bus.connect(),
             child: Mutex::new(None),
             env,
+            launcher,
+            pam_dir: Mutex::new(None),
         };
         d.start_again();
         d
@@ -144,7 +196,8 @@ impl Daemon {
             let _ = writeln!(log, "===== harness: starting bmcd =====");
             // Held until the daemon owns its name (see `PamWrapperStart`).
             pam_start = self.under_pam_wrapper().then(PamWrapperStart::lock);
-            let c = Command::new(crate::bmcd_bin())
+            let c = Command::new(&self.launcher.program)
+                .args(&self.launcher.args)
                 .arg("--config")
                 .arg(&self.config)
                 .arg("--bus")
@@ -164,7 +217,28 @@ impl Daemon {
         }
         self.wait_ready();
         if let Some(lock) = pam_start {
-            lock.check_private_dir(self.pid(), || self.log_tail(40));
+            let pid = self.pid();
+            let dir = lock.check_private_dir(pid, || self.log_tail(40));
+            *self.pam_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some((pid, dir));
+        }
+    }
+
+    /// Remove the pam_wrapper directory of the daemon that has just exited,
+    /// if it is still there and still names that process. pam_wrapper's
+    /// destructor removes it on a normal exit, but not after SIGKILL, nor
+    /// under qemu-user for a 32-bit ARM guest: its non-LFS `readdir` gets
+    /// EOVERFLOW from the host's 64-bit ext4 directory offsets, so the
+    /// directory looks empty and its `rmdir` fails (ENOTEMPTY).
+    fn remove_pam_dir(&self) {
+        let taken = self
+            .pam_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some((pid, dir)) = taken {
+            if pam_wrapper_dir_of(pid).as_deref() == Some(dir.as_path()) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
     }
 
@@ -280,6 +354,7 @@ impl Daemon {
         loop {
             if let Some(code) = self.exit_code_now() {
                 *self.child() = None;
+                self.remove_pam_dir();
                 return Some(code);
             }
             if start.elapsed() > timeout {
@@ -415,16 +490,16 @@ impl PamWrapperStart {
     /// `/tmp/pam.?` whose `pid` file names it (a shared directory names the
     /// other process). pam_wrapper sets it up in a library constructor,
     /// before `main`, so it is there once the daemon owns its name.
-    fn check_private_dir(self, pid: u32, log: impl Fn() -> String) {
-        let mine = pam_wrapper_dir_of(pid);
-        assert!(
-            mine.is_some(),
-            "no pam_wrapper directory /tmp/pam.?/pid holds bmcd's pid {pid}: another \
-             process shares its directory (one that started under pam_wrapper without \
-             taking {PAM_WRAPPER_LOCK}?); pam_wrapper directories:\n{}log:\n{}",
-            pam_wrapper_dirs_report(),
-            log()
-        );
+    fn check_private_dir(self, pid: u32, log: impl Fn() -> String) -> PathBuf {
+        pam_wrapper_dir_of(pid).unwrap_or_else(|| {
+            panic!(
+                "no pam_wrapper directory /tmp/pam.?/pid holds bmcd's pid {pid}: another \
+                 process shares its directory (one that started under pam_wrapper without \
+                 taking {PAM_WRAPPER_LOCK}?); pam_wrapper directories:\n{}log:\n{}",
+                pam_wrapper_dirs_report(),
+                log()
+            )
+        })
     }
 }
 

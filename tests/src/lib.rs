@@ -10,6 +10,7 @@
 
 mod bins;
 mod bus;
+pub mod cross;
 mod daemon;
 mod env;
 pub mod fake_hwmon;
@@ -25,7 +26,7 @@ pub mod xml;
 
 pub use bins::{bmcctl_bin, bmcctl_cross_bin, bmcd_bin, bmcimage_bin, workspace_root};
 pub use bus::{bus_config_xml, BusConfig, BusPolicy, TestBus};
-pub use daemon::{test_config, Daemon};
+pub use daemon::{pam_wrapper_dir_of, test_config, Daemon, Launcher};
 pub use env::{bmcctl_at, no_options, raw_call, Env, RawError};
 pub use fake_hwmon::{duty, FakeHwmon};
 pub use monitor::Monitor;

@@ -72,6 +72,7 @@ pub const TEST_USER: &str = "nobody";
 /// files are removed on drop.
 pub struct Pam {
     dir: TempDir,
+    wrapper_lib: String,
 }
 
 impl Pam {
@@ -85,12 +86,19 @@ impl Pam {
                 "{f} is missing: apt-get install libpam-wrapper (scripts/deps does)"
             );
         }
+        Pam::with_modules(entries, PAM_MATRIX, PAM_WRAPPER_LIB)
+    }
+
+    /// Like [`Pam::new`] with another pam_matrix module and pam_wrapper
+    /// library, as the daemon sees them (e.g. the armhf ones, which an ARM
+    /// bmcd under qemu-user finds in its sysroot); not checked here.
+    pub fn with_modules(entries: &[(&str, &str, &str)], matrix: &str, wrapper_lib: &str) -> Pam {
         let dir = TempDir::new("pam");
         let services = dir.join("services");
         std::fs::create_dir_all(&services).expect("create PAM service dir");
         std::fs::write(
             services.join(SERVICE),
-            format!("auth required {PAM_MATRIX}\naccount required {PAM_MATRIX}\n"),
+            format!("auth required {matrix}\naccount required {matrix}\n"),
         )
         .expect("write PAM service");
         std::fs::write(services.join("other"), "").expect("write PAM other");
@@ -99,7 +107,10 @@ impl Pam {
             db.push_str(&format!("{user}:{password}:{service}\n"));
         }
         std::fs::write(dir.join("passwd"), db).expect("write pam_matrix passwd");
-        Pam { dir }
+        Pam {
+            dir,
+            wrapper_lib: wrapper_lib.to_owned(),
+        }
     }
 
     /// The same users, all for the service `bmcd`.
@@ -112,7 +123,7 @@ impl Pam {
     /// The environment of a daemon that should use this database.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
-            ("LD_PRELOAD".into(), PAM_WRAPPER_LIB.into()),
+            ("LD_PRELOAD".into(), self.wrapper_lib.clone()),
             ("PAM_WRAPPER".into(), "1".into()),
             (
                 "PAM_WRAPPER_SERVICE_DIR".into(),
