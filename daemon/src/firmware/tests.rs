@@ -89,6 +89,15 @@ struct Rig {
     tasks_dir: PathBuf,
 }
 
+impl Drop for Rig {
+    /// A failed assertion while a write is held must be reported, not hang:
+    /// the test runtime's drop waits for the blocking update thread, which
+    /// a set `hold` would keep waiting forever.
+    fn drop(&mut self) {
+        self.hold.store(false, AtOrd::SeqCst);
+    }
+}
+
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("bmcd-fw-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -302,15 +311,22 @@ async fn an_update_cut_by_a_crash_is_an_event_at_the_next_start() {
         slot_b(&r).state == FirmwareState::Writing
     })
     .await;
-    // A second daemon on the same state, the first one still "running".
-    // The first daemon's task store, the task still Running in it.
-    let r2 = open_rig_with(
-        r.dir.clone(),
-        r.key.clone(),
-        r.a.clone(),
-        r.b.clone(),
-        Some(r.tasks_dir.clone()),
-    );
+    // What a crash now would leave on disk: a copy of the first daemon's
+    // state (firmware.json, keys) and task store (the task still Running),
+    // opened by a second daemon while the first one is held. Not the same
+    // directories: two live stores there would race on their files (both
+    // write `.tasks.json.tmp` and rename it), which a real crash never does.
+    let dir2 = tmpdir("ev-crash-after");
+    let tasks2 = dir2.join("tasks-after");
+    std::fs::create_dir_all(&tasks2).unwrap();
+    for (from, to) in [
+        (r.dir.join(STATE_FILE), dir2.join(STATE_FILE)),
+        (r.dir.join("keys/t.pub"), dir2.join("keys/t.pub")),
+        (r.tasks_dir.join("tasks.json"), tasks2.join("tasks.json")),
+    ] {
+        std::fs::copy(&from, &to).unwrap();
+    }
+    let r2 = open_rig_with(dir2, r.key.clone(), r.a.clone(), r.b.clone(), Some(tasks2));
     let evs = events(&r2, "Firmware.UpdateFailed");
     assert_eq!(evs.len(), 1, "{evs:?}");
     assert_eq!(evs[0]["slot"], "bmc_b");
