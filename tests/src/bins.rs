@@ -21,6 +21,7 @@ fn profile_dir() -> PathBuf {
 }
 
 fn find(env: &str, name: &str) -> PathBuf {
+    crate::process::default_signal_actions();
     let p = match std::env::var_os(env) {
         Some(v) => PathBuf::from(v),
         None => profile_dir().join(name),

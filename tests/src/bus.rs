@@ -122,6 +122,7 @@ pub struct TestBus {
 impl TestBus {
     /// An open (session-like) bus.
     pub fn new() -> TestBus {
+        crate::process::default_signal_actions();
         TestBus::start(&BusConfig::open())
     }
 

@@ -30,7 +30,7 @@ pub use daemon::{pam_wrapper_dir_of, test_config, Daemon, Launcher};
 pub use env::{bmcctl_at, no_options, raw_call, Env, RawError};
 pub use fake_hwmon::{duty, FakeHwmon};
 pub use monitor::Monitor;
-pub use process::{run, run_input, Run};
+pub use process::{default_signal_actions, run, run_input, Run};
 pub use signals::Signals;
 pub use tmp::TempDir;
 pub use wait::{assert_for, wait_until, wait_value, POLL};

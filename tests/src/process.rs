@@ -150,3 +150,23 @@ fn run_inner(cmd: &mut Command, input: Option<Input>, timeout: Duration) -> Run 
     }
     r
 }
+
+/// Put SIGHUP, SIGINT and SIGQUIT back to their default action in this
+/// test process, and so in every child it starts (an action of "ignore"
+/// survives fork and exec). A CI runner that starts the suite as a
+/// background job of a non-interactive shell hands it these signals
+/// ignored; bmcctl then keeps ignoring them, as a background job should,
+/// and every test of Ctrl-C, SIGHUP or SIGQUIT at a terminal fails. Called
+/// by the harness before it starts anything (binary lookups, buses,
+/// terminals); idempotent.
+pub fn default_signal_actions() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+            // SAFETY: signal(2) with SIG_DFL, no handler involved.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+    });
+}

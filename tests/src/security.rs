@@ -447,6 +447,7 @@ pub struct Pty {
 impl Pty {
     /// Run `program ARGS` (with `env` added) on a pseudo-terminal.
     pub fn spawn(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Pty {
+        crate::process::default_signal_actions();
         let mut words = vec![sh_quote(&program.display().to_string())];
         words.extend(args.iter().map(|a| sh_quote(a)));
         let cmdline = words.join(" ");
